@@ -1,0 +1,106 @@
+"""TrainingRun (short name `tr`): a PPO run executed as a Job with a checkpoint PVC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from artisan_common.model import ApiModel
+from artisan_common.training import TrainingConfig
+from artisan_operator.api.common import Condition, ResourcesSpec, SchedulingSpec
+
+KIND = "TrainingRun"
+PLURAL = "trainingruns"
+
+TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
+
+# Condition types and reasons specific to TrainingRun.
+ROLLED_BACK = "RolledBack"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+ROLLBACKS_EXHAUSTED = "RollbacksExhausted"
+
+
+class TrainingRunSpec(TrainingConfig):
+    """A PPO training run. Algorithm fields come from the trainer's shared config model."""
+
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """GPUs, CPU and memory of the trainer pod."""
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
+    """Node selector, tolerations and priority class of the trainer pod."""
+    image: str | None = Field(default=None, min_length=1)
+    """Trainer image; the chart's trainer image when unset."""
+    suspend: bool = False
+    """Suspend the run: the Job is suspended and the checkpoints are kept."""
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    """Wall-clock limit of the run; past it the run ends Failed (DeadlineExceeded)."""
+    queue_name: str | None = Field(default=None, min_length=1, max_length=63)
+    """Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job."""
+    seed: int = Field(default=1, ge=0)
+    """Seed for environments, torch and numpy (runs are reproducible)."""
+    num_envs: int = Field(default=4, ge=1, le=256)
+    """Vectorized environments per trainer."""
+
+
+class CheckpointRef(ApiModel):
+    step: int = Field(ge=0)
+    """Environment step of the checkpoint."""
+    path: str | None = None
+    """File of the checkpoint on the PVC."""
+    sha256: str | None = None
+    """Digest recorded in the checkpoint manifest."""
+    mean_reward: float | None = None
+    """Mean episode reward when it was saved."""
+
+
+class RollbackRecord(ApiModel):
+    time: datetime
+    """When the rollback happened."""
+    step: int = Field(ge=0)
+    """Training step at which the anomaly was seen."""
+    reason: str
+    """What triggered it: KLDivergence, LossSpike, RewardDrop, PodFailed, CrashLoop, Stalled, ..."""
+    to_step: int | None = Field(default=None, ge=0)
+    """Checkpoint step the run resumed from."""
+    source: Literal["trainer", "operator"] = "operator"
+    """Whether the trainer rolled back in-process or the operator restarted the Job."""
+
+
+class TrainingRunStatus(ApiModel):
+    observed_generation: int | None = None
+    """The spec generation this status describes."""
+    phase: TrainingPhase = "Pending"
+    """Pending, Running, Succeeded, Failed or Suspended."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready / Reconciling / Stalled plus RolledBack."""
+    job_name: str | None = None
+    """The current trainer Job."""
+    attempt: int = Field(default=0, ge=0)
+    """How many times the operator restarted the Job from a checkpoint."""
+    step: int | None = Field(default=None, ge=0)
+    """Latest environment step the trainer reported."""
+    total_steps: int | None = Field(default=None, ge=0)
+    """Steps of the whole run."""
+    reward_ma: float | None = None
+    """Moving average of the episode reward."""
+    kl: float | None = None
+    """Approximate KL of the last update."""
+    entropy_coef: float | None = None
+    """Current entropy coefficient."""
+    learning_rate: float | None = None
+    """Current learning rate."""
+    last_checkpoint: CheckpointRef | None = None
+    """Most recent checkpoint."""
+    best_checkpoint: CheckpointRef | None = None
+    """Checkpoint with the best mean reward."""
+    rollbacks: list[RollbackRecord] = Field(default_factory=list)
+    """Rollbacks so far (trainer and operator), oldest first."""
+    start_time: datetime | None = None
+    """When the trainer pod first started."""
+    completion_time: datetime | None = None
+    """When the run ended."""
+    last_progress_time: datetime | None = None
+    """When the step last advanced (stall detection)."""
+    message: str | None = None
+    """Why the run is in its phase."""

@@ -1,0 +1,78 @@
+"""Serving parameters shared by the ModelPin API and the ensemble service (pure, no I/O).
+
+Defaults are the seeds' values (ARCHITECTURE.md §2.1).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from artisan_common.model import ApiModel
+
+Mode = Literal["fast", "balanced", "creative"]
+MODES: tuple[Mode, ...] = ("fast", "balanced", "creative")
+"""Modes from the cheapest to the richest; a downshift moves left."""
+
+
+class ModeParams(ApiModel):
+    max_new_tokens: int = Field(default=512, ge=1, le=32768)
+    """Most tokens generated per model call."""
+    temperature: float = Field(default=0.7, ge=0, le=5)
+    """Sampling temperature (0 = greedy)."""
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    """Nucleus sampling mass, in (0, 1]."""
+    timeout_seconds: float = Field(default=12.0, gt=0, le=600)
+    """Deadline of one request in this mode."""
+
+
+class ModesSpec(ApiModel):
+    fast: ModeParams = Field(
+        default_factory=lambda: ModeParams(max_new_tokens=256, temperature=0.3, top_p=0.8, timeout_seconds=8)
+    )
+    """Primary model only: short, literal."""
+    balanced: ModeParams = Field(
+        default_factory=lambda: ModeParams(max_new_tokens=512, temperature=0.7, top_p=0.9, timeout_seconds=12)
+    )
+    """Primary and validator."""
+    creative: ModeParams = Field(
+        default_factory=lambda: ModeParams(
+            max_new_tokens=1024, temperature=0.8, top_p=0.95, timeout_seconds=20
+        )
+    )
+    """Primary, validator and creative models."""
+
+    def params(self, mode: Mode) -> ModeParams:
+        result: ModeParams = getattr(self, mode)
+        return result
+
+
+class TrafficMix(ApiModel):
+    fast: int = Field(default=60, ge=0, le=100)
+    """Percent of requests served in fast mode."""
+    balanced: int = Field(default=30, ge=0, le=100)
+    """Percent of requests served in balanced mode."""
+    creative: int = Field(default=10, ge=0, le=100)
+    """Percent of requests served in creative mode."""
+
+    @model_validator(mode="after")
+    def _sums_to_100(self) -> Self:
+        if self.fast + self.balanced + self.creative != 100:
+            raise ValueError("fast + balanced + creative must sum to 100")
+        return self
+
+
+class DownshiftPolicy(ApiModel):
+    failure_threshold: int = Field(default=3, ge=1)
+    """Consecutive failures that open a model's circuit breaker."""
+    hold_seconds: int = Field(default=300, ge=1)
+    """How long a breaker stays open (and a fleet stays downshifted) before probing recovery."""
+    normal_ttl_seconds: int = Field(default=3600, ge=1, alias="normalTTLSeconds")
+    """Cache TTL while every model is healthy."""
+    downshift_ttl_seconds: int = Field(default=300, ge=1, alias="downshiftTTLSeconds")
+    """Cache TTL while downshifted."""
+    unhealthy_pod_fraction: float = Field(default=0.5, gt=0, le=1)
+    """Fleet downshift: share of pods on which a model must be down."""
+    unhealthy_for_seconds: int = Field(default=60, ge=0)
+    """Fleet downshift: how long that share must hold before the fleet's ceiling is lowered."""
