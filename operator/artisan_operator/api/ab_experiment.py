@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel
+from artisan_common.model import ApiModel, CelRule
 from artisan_common.serving import Mode
 from artisan_operator.api.common import Condition, LocalObjectReference
 
@@ -57,6 +57,8 @@ class Guardrail(ApiModel):
     min: float | None = None
     """A winner must stay at or above this."""
 
+    cel_rules = (CelRule("has(self.max) || has(self.min)", "a guardrail needs max or min"),)
+
     @model_validator(mode="after")
     def _has_bound(self) -> Self:
         if self.max is None and self.min is None:
@@ -104,6 +106,17 @@ class ABExperimentSpec(ApiModel):
     """Statistical method and thresholds."""
     on_conclusion: OnConclusionSpec = Field(default_factory=OnConclusionSpec)
     """What to do with a winner."""
+
+    cel_rules = (
+        CelRule(
+            "self.variants.all(v, self.variants.exists_one(w, w.name == v.name))",
+            "variant names must be unique",
+            ".variants",
+        ),
+        CelRule(
+            "self.variants.map(v, v.weight).sum() == 100", "variant weights must sum to 100", ".variants"
+        ),
+    )
 
     @model_validator(mode="after")
     def _variants_consistent(self) -> Self:

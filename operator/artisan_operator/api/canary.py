@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel, Duration
+from artisan_common.model import ApiModel, CelRule, Duration
 from artisan_operator.api.common import Condition, LocalObjectReference
 
 KIND = "Canary"
@@ -46,6 +46,12 @@ class MetricProvider(ApiModel):
     builtin: BuiltinProvider | None = None
     """Use a metric the gateway records (Prometheus or a direct scrape, whichever the operator has)."""
 
+    cel_rules = (
+        CelRule(
+            "has(self.prometheus) != has(self.builtin)", "exactly one of prometheus or builtin must be set"
+        ),
+    )
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.prometheus is None) == (self.builtin is None):
@@ -76,7 +82,22 @@ class MetricSpec(ApiModel):
 
 class AnalysisSpec(ApiModel):
     metrics: list[MetricSpec] = Field(min_length=1, max_length=20)
-    """Metrics measured during the analysis."""
+    """Metrics measured during the analysis (names unique)."""
+
+    cel_rules = (
+        CelRule(
+            "self.metrics.all(m, self.metrics.exists_one(n, n.name == m.name))",
+            "metric names must be unique within an analysis",
+            ".metrics",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _metric_names_unique(self) -> Self:
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("metric names must be unique within an analysis")
+        return self
 
 
 class BackgroundAnalysisSpec(AnalysisSpec):
@@ -96,6 +117,13 @@ class CanaryStep(ApiModel):
     """Wait, for a duration or until promoted."""
     analysis: AnalysisSpec | None = None
     """Measure metrics; the step passes when every metric succeeds."""
+
+    cel_rules = (
+        CelRule(
+            "[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",
+            "each step must have exactly one of setWeight, pause or analysis",
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -126,6 +154,13 @@ class TrafficRoutingSpec(ApiModel):
     replicas: ReplicaRouting | None = None
     """Replica ratio, no router."""
 
+    cel_rules = (
+        CelRule(
+            "[has(self.gateway), has(self.gatewayAPI), has(self.replicas)].filter(x, x).size() <= 1",
+            "set at most one of gateway, gatewayAPI or replicas",
+        ),
+    )
+
     @model_validator(mode="after")
     def _at_most_one(self) -> Self:
         chosen = [f for f in ("gateway", "gateway_api", "replicas") if getattr(self, f) is not None]
@@ -153,6 +188,19 @@ class CanarySpec(ApiModel):
     """How the canary weight reaches traffic."""
     abort_scale_down_delay_seconds: int = Field(default=30, ge=0)
     """After an abort, the canary pods are kept this long (for debugging) then scaled to 0."""
+
+    cel_rules = (
+        CelRule(
+            "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "setWeight must not decrease from one step to a later one",
+            ".steps",
+        ),
+        CelRule(
+            "!has(self.analysis) || self.analysis.startingStep < size(self.steps)",
+            "analysis.startingStep must be less than the number of steps",
+            ".analysis.startingStep",
+        ),
+    )
 
     @model_validator(mode="after")
     def _weights_never_decrease(self) -> Self:

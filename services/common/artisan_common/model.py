@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A cross-field invariant as the API server enforces it: one CRD `x-kubernetes-validations` entry.
+
+    ``rule`` is a Kubernetes CEL expression over ``self`` (the object the model describes, after
+    defaulting, camelCase field names); ``field_path`` (e.g. ``.final``) names the field blamed.
+    Each model lists the rules that mirror its pydantic ``model_validator`` in ``cel_rules``.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
 
 
 class ApiModel(BaseModel):
@@ -21,6 +36,9 @@ class ApiModel(BaseModel):
         use_attribute_docstrings=True,
     )
 
+    cel_rules: ClassVar[tuple[CelRule, ...]] = ()
+    """CEL twins of this model's cross-field validators (written into the CRD by crdgen)."""
+
     def to_wire(self) -> dict[str, object]:
         """The JSON shape Kubernetes stores: camelCase, no unset optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -28,6 +46,8 @@ class ApiModel(BaseModel):
 
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$")
 DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
+# What parse_duration accepts, for the CRD schema: a bare number of seconds or a Go-style duration.
+DURATION_SCHEMA_PATTERN = r"^([0-9]+(\.[0-9]+)?|([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
 
 
 def parse_duration(text: str) -> float:
@@ -49,5 +69,9 @@ def _check_duration(text: str) -> str:
     return text
 
 
-Duration = Annotated[str, AfterValidator(_check_duration)]
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": DURATION_SCHEMA_PATTERN}),
+]
 """A Go-style duration string, validated on input and kept as written (GitOps diffs stay clean)."""

@@ -9,7 +9,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel
+from artisan_common.model import ApiModel, CelRule
 
 Mode = Literal["fast", "balanced", "creative"]
 MODES: tuple[Mode, ...] = ("fast", "balanced", "creative")
@@ -55,6 +55,12 @@ class TrafficMix(ApiModel):
     """Percent of requests served in balanced mode."""
     creative: int = Field(default=10, ge=0, le=100)
     """Percent of requests served in creative mode."""
+
+    cel_rules = (
+        CelRule(
+            "self.fast + self.balanced + self.creative == 100", "fast + balanced + creative must sum to 100"
+        ),
+    )
 
     @model_validator(mode="after")
     def _sums_to_100(self) -> Self:

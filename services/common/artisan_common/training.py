@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel
+from artisan_common.model import ApiModel, CelRule
 
 FRAGRANCE_ENV_ID = "artisan/Fragrance-v0"
 
@@ -33,6 +33,10 @@ class LearningRateSchedule(ApiModel):
     decay_steps: int = Field(default=10_000, ge=1)
     """Environment steps over which the rate decays."""
 
+    cel_rules = (
+        CelRule("self.final <= self.initial", "final must be less than or equal to initial", ".final"),
+    )
+
     @model_validator(mode="after")
     def _final_not_above_initial(self) -> Self:
         if self.final > self.initial:
@@ -49,6 +53,10 @@ class EntropySchedule(ApiModel):
     """Shape of the annealing from initial to final."""
     decay_steps: int = Field(default=10_000, ge=1)
     """Environment steps over which the coefficient anneals."""
+
+    cel_rules = (
+        CelRule("self.final <= self.initial", "final must be less than or equal to initial", ".final"),
+    )
 
     @model_validator(mode="after")
     def _final_not_above_initial(self) -> Self:
@@ -76,6 +84,14 @@ class PPOSpec(ApiModel):
     """Environment steps collected (over all vector envs) per update."""
     total_steps: int = Field(default=100_000, ge=1)
     """Environment steps of the whole run."""
+
+    cel_rules = (
+        CelRule(
+            "self.batchSize <= self.stepsPerUpdate",
+            "batchSize must be less than or equal to stepsPerUpdate",
+            ".batchSize",
+        ),
+    )
 
     @model_validator(mode="after")
     def _batch_fits_rollout(self) -> Self:
@@ -133,6 +149,10 @@ class RollbackSpec(ApiModel):
     steps_back: int = Field(default=1, ge=1)
     """How many checkpoints to go back on a rollback."""
 
+    cel_rules = (
+        CelRule("self.window < self.baselineWindow", "window must be less than baselineWindow", ".window"),
+    )
+
     @model_validator(mode="after")
     def _window_inside_baseline(self) -> Self:
         if self.window >= self.baseline_window:
@@ -164,6 +184,16 @@ class CurationSpec(ApiModel):
     require_ifra_compliance: bool = True
     """Reject feedback on formulas that broke an IFRA limit."""
 
+    cel_rules = (
+        CelRule("self.minReward < self.maxReward", "minReward must be less than maxReward", ".minReward"),
+        CelRule("self.minRating < self.maxRating", "minRating must be less than maxRating", ".minRating"),
+        CelRule(
+            "self.minResponseSeconds < self.maxResponseSeconds",
+            "minResponseSeconds must be less than maxResponseSeconds",
+            ".minResponseSeconds",
+        ),
+    )
+
     @model_validator(mode="after")
     def _ranges_ordered(self) -> Self:
         if self.min_reward >= self.max_reward:
@@ -182,6 +212,14 @@ class RetuningSpec(ApiModel):
     """Curated samples needed before any suggestion."""
     max_samples: int = Field(default=300, ge=1)
     """Most recent curated samples considered."""
+
+    cel_rules = (
+        CelRule(
+            "self.minSamples <= self.maxSamples",
+            "minSamples must be less than or equal to maxSamples",
+            ".minSamples",
+        ),
+    )
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Self:
