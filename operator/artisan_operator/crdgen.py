@@ -153,7 +153,7 @@ def structural(node: Schema, defs: Mapping[str, Schema]) -> Schema:
     return out
 
 
-def apply_defaults(value: Any, schema: Schema) -> Any:
+def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
     """What the API server stores after defaulting ``value`` (pure: returns a new value)."""
     if isinstance(value, dict):
         result = dict(value)
