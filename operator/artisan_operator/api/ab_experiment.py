@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel, CelRule
+from artisan_common.model import ApiModel, CelRule, invariant_error
 from artisan_common.serving import Mode
 from artisan_operator.api.common import Condition, LocalObjectReference
 
@@ -62,7 +62,7 @@ class Guardrail(ApiModel):
     @model_validator(mode="after")
     def _has_bound(self) -> Self:
         if self.max is None and self.min is None:
-            raise ValueError("a guardrail needs max or min")
+            raise invariant_error(self, "a guardrail needs max or min")
         return self
 
 
@@ -122,9 +122,9 @@ class ABExperimentSpec(ApiModel):
     def _variants_consistent(self) -> Self:
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
-            raise ValueError("variant names must be unique")
+            raise invariant_error(self, "variant names must be unique", ".variants")
         if sum(v.weight for v in self.variants) != 100:
-            raise ValueError("variant weights must sum to 100")
+            raise invariant_error(self, "variant weights must sum to 100", ".variants")
         return self
 
 

@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel, CelRule, Duration
+from artisan_common.model import ApiModel, CelRule, Duration, invariant_error
 from artisan_operator.api.common import Condition, LocalObjectReference
 
 KIND = "Canary"
@@ -55,7 +55,7 @@ class MetricProvider(ApiModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.prometheus is None) == (self.builtin is None):
-            raise ValueError("exactly one of prometheus or builtin must be set")
+            raise invariant_error(self, "exactly one of prometheus or builtin must be set")
         return self
 
 
@@ -96,7 +96,7 @@ class AnalysisSpec(ApiModel):
     def _metric_names_unique(self) -> Self:
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
-            raise ValueError("metric names must be unique within an analysis")
+            raise invariant_error(self, "metric names must be unique within an analysis", ".metrics")
         return self
 
 
@@ -129,7 +129,7 @@ class CanaryStep(ApiModel):
     def _exactly_one(self) -> Self:
         chosen = [f for f in ("set_weight", "pause", "analysis") if getattr(self, f) is not None]
         if len(chosen) != 1:
-            raise ValueError("each step must have exactly one of setWeight, pause or analysis")
+            raise invariant_error(self, "each step must have exactly one of setWeight, pause or analysis")
         return self
 
 
@@ -165,7 +165,7 @@ class TrafficRoutingSpec(ApiModel):
     def _at_most_one(self) -> Self:
         chosen = [f for f in ("gateway", "gateway_api", "replicas") if getattr(self, f) is not None]
         if len(chosen) > 1:
-            raise ValueError("set at most one of gateway, gatewayAPI or replicas")
+            raise invariant_error(self, "set at most one of gateway, gatewayAPI or replicas")
         return self
 
     @property
@@ -208,12 +208,17 @@ class CanarySpec(ApiModel):
         for index, step in enumerate(self.steps):
             if step.set_weight is not None:
                 if step.set_weight < last:
-                    raise ValueError(
-                        f"steps[{index}].setWeight must not decrease ({step.set_weight} < {last})"
+                    raise invariant_error(
+                        self,
+                        "setWeight must not decrease from one step to a later one"
+                        f" ({step.set_weight} < {last})",
+                        f".steps.{index}.setWeight",
                     )
                 last = step.set_weight
         if self.analysis is not None and self.analysis.starting_step >= len(self.steps):
-            raise ValueError("analysis.startingStep must be less than the number of steps")
+            raise invariant_error(
+                self, "analysis.startingStep must be less than the number of steps", ".analysis.startingStep"
+            )
         return self
 
 

@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,25 @@ class CelRule:
     rule: str
     message: str
     field_path: str | None = None
+
+
+def invariant_error(model: BaseModel, message: str, field_path: str | None = None) -> ValidationError:
+    """A cross-field error located at ``field_path`` (``.batchSize``, the CEL ``fieldPath`` form;
+    ``.steps.2.setWeight`` for a list item).
+
+    Raised from a ``model_validator``, pydantic prefixes the location with the model's own, so the
+    error names the same field as the API server's CEL rule (``spec.ppo.batchSize``), not just the
+    object that holds it.
+    """
+    loc = tuple(int(part) if part.isdigit() else part for part in (field_path or "").split(".") if part)
+    value: object = model.model_dump(mode="json", by_alias=True)
+    for part in loc:
+        if isinstance(part, int):
+            value = value[part] if isinstance(value, list) and part < len(value) else None
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
+    error = InitErrorDetails(type=PydanticCustomError("invariant", message), loc=loc, input=value)
+    return ValidationError.from_exception_data(type(model).__name__, [error])
 
 
 class ApiModel(BaseModel):

@@ -9,7 +9,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel, CelRule
+from artisan_common.model import ApiModel, CelRule, invariant_error
 
 Mode = Literal["fast", "balanced", "creative"]
 MODES: tuple[Mode, ...] = ("fast", "balanced", "creative")
@@ -65,7 +65,7 @@ class TrafficMix(ApiModel):
     @model_validator(mode="after")
     def _sums_to_100(self) -> Self:
         if self.fast + self.balanced + self.creative != 100:
-            raise ValueError("fast + balanced + creative must sum to 100")
+            raise invariant_error(self, "fast + balanced + creative must sum to 100")
         return self
 
 

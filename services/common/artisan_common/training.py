@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from artisan_common.model import ApiModel, CelRule
+from artisan_common.model import ApiModel, CelRule, invariant_error
 
 FRAGRANCE_ENV_ID = "artisan/Fragrance-v0"
 
@@ -40,7 +40,7 @@ class LearningRateSchedule(ApiModel):
     @model_validator(mode="after")
     def _final_not_above_initial(self) -> Self:
         if self.final > self.initial:
-            raise ValueError("final must be less than or equal to initial")
+            raise invariant_error(self, "final must be less than or equal to initial", ".final")
         return self
 
 
@@ -61,7 +61,7 @@ class EntropySchedule(ApiModel):
     @model_validator(mode="after")
     def _final_not_above_initial(self) -> Self:
         if self.final > self.initial:
-            raise ValueError("final must be less than or equal to initial")
+            raise invariant_error(self, "final must be less than or equal to initial", ".final")
         return self
 
 
@@ -96,7 +96,9 @@ class PPOSpec(ApiModel):
     @model_validator(mode="after")
     def _batch_fits_rollout(self) -> Self:
         if self.batch_size > self.steps_per_update:
-            raise ValueError("batchSize must be less than or equal to stepsPerUpdate")
+            raise invariant_error(
+                self, "batchSize must be less than or equal to stepsPerUpdate", ".batchSize"
+            )
         return self
 
 
@@ -156,7 +158,7 @@ class RollbackSpec(ApiModel):
     @model_validator(mode="after")
     def _window_inside_baseline(self) -> Self:
         if self.window >= self.baseline_window:
-            raise ValueError("window must be less than baselineWindow")
+            raise invariant_error(self, "window must be less than baselineWindow", ".window")
         return self
 
 
@@ -197,11 +199,13 @@ class CurationSpec(ApiModel):
     @model_validator(mode="after")
     def _ranges_ordered(self) -> Self:
         if self.min_reward >= self.max_reward:
-            raise ValueError("minReward must be less than maxReward")
+            raise invariant_error(self, "minReward must be less than maxReward", ".minReward")
         if self.min_rating >= self.max_rating:
-            raise ValueError("minRating must be less than maxRating")
+            raise invariant_error(self, "minRating must be less than maxRating", ".minRating")
         if self.min_response_seconds >= self.max_response_seconds:
-            raise ValueError("minResponseSeconds must be less than maxResponseSeconds")
+            raise invariant_error(
+                self, "minResponseSeconds must be less than maxResponseSeconds", ".minResponseSeconds"
+            )
         return self
 
 
@@ -224,7 +228,7 @@ class RetuningSpec(ApiModel):
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Self:
         if self.min_samples > self.max_samples:
-            raise ValueError("minSamples must be less than or equal to maxSamples")
+            raise invariant_error(self, "minSamples must be less than or equal to maxSamples", ".minSamples")
         return self
 
 
