@@ -1,0 +1,127 @@
+"""The chart's alerting and recording rules: promtool check, promtool unit tests, coverage of every alert."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "charts" / "artisan" / "files" / "alerts" / "artisan-rules.yaml"
+UNIT_TESTS = sorted((ROOT / "tests" / "ops" / "promtool").glob("*.test.yaml"))
+
+# The seeds' alerts plus the ones Artisan adds (issue 6), by the name the rules file gives them.
+REQUIRED_ALERTS = {
+    "model down": "ArtisanModelDown",
+    "high latency": "ArtisanHighLatency",
+    "queue overload": "ArtisanQueueOverload",
+    "high cache-miss rate": "ArtisanHighCacheMissRate",
+    "entropy not decreasing": "ArtisanEntropyNotDecreasing",
+    "checkpoint rollback": "ArtisanCheckpointRollback",
+    "frequent rollbacks": "ArtisanFrequentRollbacks",
+    "high LLM latency": "ArtisanHighLLMLatency",
+    "IFRA violation": "ArtisanIFRAViolation",
+    "high worker VRAM": "ArtisanHighWorkerVRAM",
+    "low reward moving average": "ArtisanLowRewardMovingAverage",
+    "canary aborted": "ArtisanCanaryAborted",
+    "SRM detected": "ArtisanSRMDetected",
+    "trainer stalled": "ArtisanTrainerStalled",
+}
+SEED_RECORDED_NAMES = {"llm_brief_elapsed_ms", "ab_test_requests_total"}
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path is not None, "promtool is missing: run `make system-deps` (Debian package 'prometheus')"
+    return path
+
+
+def rules() -> list[dict[str, object]]:
+    doc = yaml.safe_load(RULES.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def alerts() -> dict[str, dict[str, object]]:
+    return {str(rule["alert"]): rule for rule in rules() if "alert" in rule}
+
+
+def test_promtool_check_rules_accepts_the_file() -> None:
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert UNIT_TESTS, "no promtool unit-test files in tests/ops/promtool"
+    result = subprocess.run(
+        [promtool(), "test", "rules", *map(str, UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_required_alert_and_seed_name_exists() -> None:
+    assert set(REQUIRED_ALERTS.values()) <= set(alerts())
+    recorded = {str(rule["record"]) for rule in rules() if "record" in rule}
+    assert recorded >= SEED_RECORDED_NAMES
+
+
+def test_every_alert_has_severity_and_text() -> None:
+    for name, rule in alerts().items():
+        labels = rule.get("labels")
+        annotations = rule.get("annotations")
+        assert isinstance(labels, dict)
+        assert labels.get("severity") in {"critical", "warning", "info"}, name
+        assert isinstance(annotations, dict)
+        assert annotations.get("summary"), name
+        assert annotations.get("description"), name
+
+
+def test_every_alert_is_unit_tested_firing_and_silent() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in UNIT_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    assert set(alerts()) - firing == set(), "alerts never shown firing"
+    assert set(alerts()) - silent == set(), "alerts never shown silent"
+
+
+@pytest.mark.parametrize(
+    ("original", "broken"),
+    [
+        ("unless (rl_entropy_coefficient <= rl_entropy_coefficient_final)", ""),
+        ("model_health_status == 0", "model_health_status == 1"),
+        ("> ignoring (window) 0.3 * abs(", "> ignoring (window) 0.05 * abs("),
+    ],
+)
+def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, original: str, broken: str) -> None:
+    # The promtool suite is only worth having if it fails when a rule is wrong.
+    text = RULES.read_text()
+    assert original in text
+    mutated_dir = tmp_path / "charts" / "artisan" / "files" / "alerts"
+    mutated_dir.mkdir(parents=True)
+    (mutated_dir / RULES.name).write_text(text.replace(original, broken))
+    test_dir = tmp_path / "tests" / "ops" / "promtool"
+    test_dir.mkdir(parents=True)
+    for path in UNIT_TESTS:
+        shutil.copy(path, test_dir / path.name)
+    result = subprocess.run(
+        [promtool(), "test", "rules", *(str(test_dir / p.name) for p in UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout + result.stderr
