@@ -1,0 +1,471 @@
+"""Canary progression (pure): steps, metric analysis, abort, promotion and manual actions.
+
+:func:`decide_canary` is a function of (spec, observation, now). The observation carries the target
+ModelPin's desired pin-set revision (its spec) and its stable revision (its status), the previous
+Canary status (trusted only for records of past actions: the step reached and when, measurements
+taken, abort and promotion) and the manual action annotation. Measurements are taken in two calls
+within one pass: the first plan lists the metrics ``due`` now; the handler queries them and decides
+again with the same ``now`` and the samples, which makes the second plan final.
+
+| case              | observation                           | phase       | weight | effect                |
+|-------------------|---------------------------------------|-------------|--------|-----------------------|
+| first-revision    | no stable revision yet                | Healthy     | –      | promote desired pins  |
+| in-sync           | desired == stable                     | Healthy     | –      | no canary             |
+| start             | desired != stable, new to this Canary | Progressing | step's | steps run from 0      |
+| set-weight        | at a setWeight step                   | Progressing | w      | next step at once     |
+| timed-pause       | pause 60s started 10s ago             | Progressing | kept   | look again in 50s     |
+| indefinite-pause  | pause without duration                | Paused      | kept   | wait for promote      |
+| analysis-running  | inline analysis, measurements to take | Progressing | kept   | query when due        |
+| analysis-passed   | every inline metric Successful        | Progressing | kept   | next step             |
+| metric-failed     | a metric Failed (or Error)            | Degraded    | 0      | abort, scale down later|
+| inconclusive      | a metric Inconclusive                 | Paused      | kept   | wait: promote or retry|
+| background-failed | background metric Failed              | Degraded    | 0      | abort                 |
+| all-steps-done    | the last step completed               | Healthy     | –      | promote desired pins  |
+| aborted           | aborted earlier, desired unchanged    | Degraded    | 0      | canary 0 after delay  |
+| reverted          | aborted, desired reverted to stable   | Healthy     | –      | no canary             |
+| retry             | aborted, action retry                 | Progressing | step's | steps again from 0    |
+| manual-abort      | action abort                          | Degraded    | 0      | abort                 |
+| manual-promote    | action promote while paused           | Progressing | kept   | skip the current step |
+| promote-full      | action promote-full                   | Healthy     | –      | promote at once       |
+
+A manual action is the value of the ``artisan.dev/action`` annotation (``promote``, ``promote-full``,
+``abort``, ``retry``, optionally suffixed ``@<anything>`` to repeat the same action). It is applied
+once: the status records it in ``lastAction`` and the handler then removes the annotation.
+
+Replicas: with a traffic router the canary Deployment runs ceil(weight% × replicas) pods (at least
+one, so analysis can start before traffic moves) while the stable fleet keeps all its replicas; with
+the replica router the share of pods is the share of traffic: round(weight% × replicas).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import get_args
+
+from artisan_common.model import parse_duration
+from artisan_operator.api.canary import (
+    ABORTED,
+    PAUSED,
+    PROMOTED,
+    CanaryAction,
+    CanaryPhase,
+    CanarySpec,
+    CanaryStatus,
+    MeasurementPhase,
+    MetricResult,
+    MetricSpec,
+)
+from artisan_operator.policy.analysis import MetricValue, empty_result, next_due, record
+from artisan_operator.policy.control_status import PlannedEvent, kstatus, set_condition
+
+BACKGROUND_PREFIX = "background/"
+INLINE_DEFAULT_COUNT = 1
+"""An inline analysis metric without `count` is measured once (it must end for the step to pass)."""
+
+
+@dataclass(frozen=True)
+class CanaryObservation:
+    desired_revision: str | None
+    """Pin-set hash of the target ModelPin's spec; None when the target does not exist."""
+    stable_revision: str | None
+    """Pin-set hash recorded as stable in the ModelPin's status; None before the first promotion."""
+    replicas: int = 1
+    """Replicas of the target's stable fleet."""
+    generation: int | None = None
+    previous: CanaryStatus | None = None
+    action: str | None = None
+    """Value of the artisan.dev/action annotation, if present."""
+    samples: Mapping[str, MetricValue] = field(default_factory=dict)
+    """Fresh measurements of the metrics listed as due by the previous call, by metric key."""
+
+
+@dataclass(frozen=True)
+class DueMetric:
+    key: str
+    """``<metric>`` for inline analysis, ``background/<metric>`` for the background analysis."""
+    metric: MetricSpec
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    status: CanaryStatus
+    weight: int | None
+    """Canary traffic weight to apply; None means no canary route at all."""
+    canary_replicas: int
+    """Desired replicas of the canary Deployment."""
+    promote: str | None = None
+    """Revision to record as stable in the target ModelPin's status."""
+    due: tuple[DueMetric, ...] = ()
+    """Metrics to measure now (then decide again with their samples)."""
+    events: tuple[PlannedEvent, ...] = ()
+    requeue_after: float | None = None
+    """Seconds until something is due (a measurement, a pause end, the post-abort scale-down)."""
+    consumed_action: bool = False
+    """The action annotation has been applied (or refused): the handler removes it."""
+
+
+def parse_action(value: str | None) -> CanaryAction | None:
+    """The action named by an annotation value (``promote`` or ``promote@2``); None if unknown."""
+    if value is None:
+        return None
+    name = value.split("@", 1)[0].strip()
+    return name if name in get_args(CanaryAction) else None  # type: ignore[return-value]
+
+
+def canary_replicas(spec: CanarySpec, weight: int, replicas: int) -> int:
+    """Canary pods for this weight (see the module docstring)."""
+    if spec.traffic_routing.router == "replicas":
+        return round(weight * replicas / 100)
+    return max(1, math.ceil(weight * replicas / 100))
+
+
+@dataclass
+class _Pass:
+    """Mutable scratch state of one decision (never escapes decide_canary)."""
+
+    spec: CanarySpec
+    obs: CanaryObservation
+    now: datetime
+    index: int
+    weight: int
+    step_started_at: datetime
+    results: dict[str, MetricResult]
+    events: list[PlannedEvent] = field(default_factory=list)
+    due: list[DueMetric] = field(default_factory=list)
+    wake: list[datetime] = field(default_factory=list)
+    paused_reason: str | None = None
+    abort_reason: str | None = None
+
+    def measure(self, key: str, metric: MetricSpec, started: datetime, count: int | None) -> MeasurementPhase:
+        """Advance one metric: record a fresh sample, or list it as due; return its phase."""
+        result = self.results.get(key)
+        due_at = next_due(metric, result, started)
+        if due_at is not None and due_at <= self.now:
+            sample = self.obs.samples.get(key)
+            if sample is None:
+                self.due.append(DueMetric(key, metric))
+            else:
+                result = record(metric, result, sample, self.now, count=count, name=key)
+                self.results[key] = result
+                due_at = next_due(metric, result, started)
+        if result is None:
+            result = empty_result(metric, key)
+            self.results[key] = result
+        if due_at is not None:
+            self.wake.append(max(due_at, self.now))
+        return result.phase
+
+    def analyse(self, metrics: Sequence[MetricSpec], prefix: str, started: datetime, inline: bool) -> str:
+        """Run an analysis; returns Failed, Error, Inconclusive, Successful or Running."""
+        phases: dict[str, MeasurementPhase] = {}
+        for metric in metrics:
+            count = metric.count if metric.count is not None else (INLINE_DEFAULT_COUNT if inline else None)
+            phases[metric.name] = self.measure(prefix + metric.name, metric, started, count)
+        for verdict in ("Failed", "Error", "Inconclusive"):
+            names = [n for n, p in phases.items() if p == verdict]
+            if names:
+                what = "background analysis" if prefix else f"analysis of step {self.index}"
+                detail = "; ".join(_last_message(self.results[prefix + n]) for n in names)
+                message = f"{what}: metric {', '.join(names)} {verdict}" + (f" ({detail})" if detail else "")
+                if verdict == "Inconclusive":
+                    self.paused_reason = message
+                else:
+                    self.abort_reason = message
+                return verdict
+        return "Successful" if all(p == "Successful" for p in phases.values()) else "Running"
+
+
+def _last_message(result: MetricResult) -> str:
+    if not result.measurements:
+        return ""
+    last = result.measurements[-1]
+    value = f"value {last.value:g}" if last.value is not None else ""
+    return ", ".join(part for part in (value, last.message or "") if part)
+
+
+def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> CanaryPlan:
+    """The Canary's plan for this pass (see the module table)."""
+    previous = obs.previous or CanaryStatus()
+    fresh_action = obs.action is not None and obs.action != previous.last_action
+    action = parse_action(obs.action) if fresh_action else None
+    events: list[PlannedEvent] = []
+    if fresh_action and action is None:
+        events.append(PlannedEvent("UnknownAction", f"ignored unknown action {obs.action!r}", "Warning"))
+    consumed = obs.action is not None
+    generation = obs.generation
+    conditions = list(previous.conditions)
+
+    def finish(
+        phase: CanaryPhase,
+        message: str,
+        *,
+        weight: int | None,
+        replicas: int,
+        status_update: dict[str, object],
+        promote: str | None = None,
+        due: Sequence[DueMetric] = (),
+        wake: Sequence[datetime] = (),
+        reason: str | None = None,
+    ) -> CanaryPlan:
+        nonlocal conditions
+        reason = reason or phase
+        conditions = kstatus(
+            conditions,
+            ready=phase == "Healthy",
+            reconciling=phase in ("Progressing", "Paused"),
+            stalled=phase == "Degraded",
+            reason=reason,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        conditions = set_condition(
+            conditions,
+            PAUSED,
+            "True" if phase == "Paused" else "False",
+            reason if phase == "Paused" else "NotPaused",
+            message if phase == "Paused" else "",
+            now=now,
+            generation=generation,
+        )
+        fields: dict[str, object] = {
+            "observed_generation": generation,
+            "phase": phase,
+            "message": message,
+            "weight": weight or 0,
+            "last_action": obs.action,
+            "stable_revision": obs.stable_revision,
+            **status_update,
+        }
+        status = previous.model_copy(update=fields)
+        status = status.model_copy(update={"conditions": conditions})
+        requeue = min(((t - now).total_seconds() for t in wake), default=None)
+        return CanaryPlan(
+            status=CanaryStatus.model_validate(status.model_dump()),
+            weight=weight,
+            canary_replicas=replicas,
+            promote=promote,
+            due=tuple(due),
+            events=tuple(events),
+            requeue_after=None if requeue is None else max(0.0, requeue),
+            consumed_action=consumed,
+        )
+
+    desired, stable = obs.desired_revision, obs.stable_revision
+    if desired is None:
+        return finish(
+            "Degraded",
+            f"target ModelPin {spec.target_ref.name!r} not found",
+            weight=None,
+            replicas=0,
+            status_update={"canary_revision": None},
+            reason="TargetNotFound",
+        )
+
+    def promoted_status(message: str) -> CanaryPlan:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions, PROMOTED, "True", PROMOTED, message, now=now, generation=generation
+        )
+        conditions = set_condition(
+            conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
+        )
+        events.append(PlannedEvent(PROMOTED, message))
+        return finish(
+            "Healthy",
+            message,
+            weight=None,
+            replicas=0,
+            status_update={
+                "current_step_index": len(spec.steps),
+                "canary_revision": desired,
+                "stable_revision": desired,
+                "step_started_at": None,
+                "metrics": [],
+                "aborted_at": None,
+                "abort_reason": None,
+                "promoted_at": now,
+            },
+            promote=desired,
+            reason=PROMOTED,
+        )
+
+    if stable is None:
+        return promoted_status(f"revision {desired} is the first one: recorded as stable without a canary")
+
+    if desired == stable:
+        reverted = previous.aborted_at is not None and previous.canary_revision not in (None, desired)
+        if reverted:
+            events.append(PlannedEvent("Reverted", f"target reverted to the stable revision {stable}"))
+        conditions = set_condition(
+            conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
+        )
+        done = previous.canary_revision == desired
+        return finish(
+            "Healthy",
+            f"stable revision {stable} serves all traffic",
+            weight=None,
+            replicas=0,
+            status_update={
+                "current_step_index": len(spec.steps) if done else None,
+                "canary_revision": None,
+                "step_started_at": None,
+                "metrics": [],
+                "aborted_at": None,
+                "abort_reason": None,
+            },
+        )
+
+    # A rollout of `desired` over `stable`.
+    new_rollout = previous.canary_revision != desired
+    retried = action == "retry" and previous.aborted_at is not None and not new_rollout
+    if new_rollout or retried:
+        events.append(
+            PlannedEvent(
+                "Retried" if retried else "RolloutStarted",
+                f"rolling out revision {desired} over stable {stable} in {len(spec.steps)} steps",
+            )
+        )
+        index, weight, started, results = 0, 0, now, {}
+        aborted_at: datetime | None = None
+        conditions = set_condition(
+            conditions, PROMOTED, "False", "Progressing", "", now=now, generation=generation
+        )
+        conditions = set_condition(
+            conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
+        )
+    else:
+        index = previous.current_step_index or 0
+        weight = previous.weight
+        started = previous.step_started_at or now
+        results = {r.name: r for r in previous.metrics}
+        aborted_at = previous.aborted_at
+
+    def aborted(reason: str, since: datetime) -> CanaryPlan:
+        nonlocal conditions
+        scale_down_at = since + timedelta(seconds=spec.abort_scale_down_delay_seconds)
+        replicas = 0 if now >= scale_down_at else canary_replicas(spec, max(weight, 1), obs.replicas)
+        conditions = set_condition(
+            conditions, ABORTED, "True", ABORTED, reason, now=now, generation=generation
+        )
+        return finish(
+            "Degraded",
+            f"rollout of {desired} aborted: {reason}; stable {stable} serves all traffic "
+            "(revert the ModelPin or retry)",
+            weight=0,
+            replicas=replicas,
+            status_update={
+                "current_step_index": index,
+                "canary_revision": desired,
+                "step_started_at": started,
+                "metrics": list(results.values()),
+                "aborted_at": since,
+                "abort_reason": reason,
+            },
+            wake=[scale_down_at] if replicas else [],
+            reason=ABORTED,
+        )
+
+    if aborted_at is not None:
+        return aborted(previous.abort_reason or "aborted", aborted_at)
+
+    def abort_now(reason: str) -> CanaryPlan:
+        events.append(
+            PlannedEvent(ABORTED, f"rollout of {desired} aborted, weight set to 0: {reason}", "Warning")
+        )
+        return aborted(reason, now)
+
+    if action == "abort":
+        return abort_now("manual abort")
+    if action == "promote-full":
+        return promoted_status(f"revision {desired} promoted to stable (promote --full)")
+
+    run = _Pass(spec, obs, now, index, weight, started, results)
+    if action == "promote":
+        run.events.append(PlannedEvent("ManualPromote", f"step {index} skipped by a manual promote"))
+        run.index += 1
+        run.step_started_at = now
+        run.results = {k: v for k, v in run.results.items() if k.startswith(BACKGROUND_PREFIX)}
+        # A pause on an inconclusive background metric is lifted: its counters start again.
+        for key, result in list(run.results.items()):
+            if result.phase == "Inconclusive":
+                del run.results[key]
+
+    # An inconclusive background metric holds the rollout where it is until promote or retry.
+    background = spec.analysis
+    held = [
+        k for k, r in run.results.items() if k.startswith(BACKGROUND_PREFIX) and r.phase == "Inconclusive"
+    ]
+    if held:
+        run.paused_reason = f"background analysis: metric {', '.join(held)} Inconclusive"
+
+    phase: CanaryPhase = "Progressing"
+    message = ""
+    while run.index < len(spec.steps) and run.paused_reason is None:
+        step = spec.steps[run.index]
+        if step.set_weight is not None:
+            run.weight = step.set_weight
+            run.events.append(
+                PlannedEvent("WeightSet", f"step {run.index}: canary weight set to {step.set_weight}%")
+            )
+        elif step.pause is not None:
+            if step.pause.duration is None:
+                phase, message = "Paused", f"step {run.index}: paused until promoted"
+                break
+            ends = run.step_started_at + timedelta(seconds=parse_duration(step.pause.duration))
+            if now < ends:
+                message = f"step {run.index}: pausing for {step.pause.duration}"
+                run.wake.append(ends)
+                break
+            run.events.append(
+                PlannedEvent("PauseEnded", f"step {run.index}: pause of {step.pause.duration} ended")
+            )
+        elif step.analysis is not None:
+            verdict = run.analyse(step.analysis.metrics, "", run.step_started_at, inline=True)
+            if verdict in ("Failed", "Error"):
+                events.extend(run.events)
+                results, index, weight = run.results, run.index, run.weight
+                return abort_now(run.abort_reason or "analysis failed")
+            if verdict != "Successful":
+                message = f"step {run.index}: analysis running"
+                break
+            run.events.append(PlannedEvent("AnalysisPassed", f"step {run.index}: every metric Successful"))
+            run.results = {k: v for k, v in run.results.items() if k.startswith(BACKGROUND_PREFIX)}
+        run.index += 1
+        run.step_started_at = now
+
+    if background is not None and background.starting_step <= run.index < len(spec.steps) and not held:
+        verdict = run.analyse(background.metrics, BACKGROUND_PREFIX, run.step_started_at, inline=False)
+        if verdict in ("Failed", "Error"):
+            events.extend(run.events)
+            results, index, weight = run.results, run.index, run.weight
+            return abort_now(run.abort_reason or "background analysis failed")
+
+    events.extend(run.events)
+    if run.index >= len(spec.steps):
+        return promoted_status(f"revision {desired} promoted to stable after {len(spec.steps)} steps")
+    if run.paused_reason is not None:
+        phase, message = "Paused", f"{run.paused_reason}; promote to continue or retry"
+        if previous.phase != "Paused":
+            events.append(PlannedEvent(PAUSED, message, "Warning"))
+    elif phase == "Paused" and previous.phase != "Paused":
+        events.append(PlannedEvent(PAUSED, message))
+    return finish(
+        phase,
+        f"{message}; canary weight {run.weight}%",
+        weight=run.weight,
+        replicas=canary_replicas(spec, run.weight, obs.replicas),
+        status_update={
+            "current_step_index": run.index,
+            "canary_revision": desired,
+            "step_started_at": run.step_started_at,
+            "metrics": list(run.results.values()),
+            "aborted_at": None,
+            "abort_reason": None,
+        },
+        due=run.due,
+        wake=run.wake,
+    )

@@ -1,0 +1,358 @@
+"""decide_canary: every row of the docstring table as a scenario, plus restart safety and routers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from artisan_operator.api.canary import CanarySpec, CanaryStatus
+from artisan_operator.policy import canary as canary_module
+from artisan_operator.policy.analysis import MetricValue
+from artisan_operator.policy.canary import CanaryObservation, CanaryPlan, canary_replicas, decide_canary
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+ERRORS = {
+    "name": "errors",
+    "interval": "10s",
+    "successCondition": "result < 0.05",
+    "provider": {"builtin": {"name": "errorRate"}},
+}
+
+
+def spec(steps: list[dict[str, object]], **extra: object) -> CanarySpec:
+    return CanarySpec.model_validate({"targetRef": {"name": "fleet"}, "steps": steps, **extra})
+
+
+Sampler = Callable[[str], MetricValue]
+
+
+def ok(_: str) -> MetricValue:
+    return MetricValue(0.01)
+
+
+def bad(_: str) -> MetricValue:
+    return MetricValue(0.5)
+
+
+def decide(s: CanarySpec, obs: CanaryObservation, now: datetime, sampler: Sampler = ok) -> CanaryPlan:
+    """What the handler does in one pass: decide, measure what is due, decide again."""
+    plan = decide_canary(s, obs, now)
+    for _ in range(5):
+        if not plan.due:
+            break
+        samples = {**obs.samples, **{d.key: sampler(d.key) for d in plan.due}}
+        obs = replace(obs, samples=samples)
+        plan = decide_canary(s, obs, now)
+    return plan
+
+
+def rollout(
+    previous: CanaryStatus | None = None, action: str | None = None, desired: str = "v2"
+) -> CanaryObservation:
+    return CanaryObservation(
+        desired_revision=desired,
+        stable_revision="v1",
+        replicas=4,
+        generation=1,
+        previous=previous,
+        action=action,
+    )
+
+
+def advance(
+    s: CanarySpec, plan: CanaryPlan, now: datetime, sampler: Sampler = ok, **kw: object
+) -> CanaryPlan:
+    return decide(s, rollout(plan.status, **kw), now, sampler)  # type: ignore[arg-type]
+
+
+def cond(plan: CanaryPlan, type_: str) -> str | None:
+    return next((c.status for c in plan.status.conditions if c.type == type_), None)
+
+
+STEPS = [
+    {"setWeight": 10},
+    {"pause": {"duration": "60s"}},
+    {"analysis": {"metrics": [ERRORS]}},
+    {"setWeight": 50},
+    {"pause": {}},
+]
+
+
+def case_first_revision() -> None:
+    plan = decide(spec(STEPS), CanaryObservation("v1", None, generation=1), T0)
+    assert (plan.status.phase, plan.weight, plan.promote) == ("Healthy", None, "v1")
+    assert [e.reason for e in plan.events] == ["Promoted"]
+
+
+def case_in_sync() -> None:
+    plan = decide(spec(STEPS), CanaryObservation("v1", "v1", generation=1), T0)
+    assert (plan.status.phase, plan.weight, plan.promote, plan.canary_replicas) == ("Healthy", None, None, 0)
+    assert cond(plan, "Ready") == "True"
+
+
+def case_start() -> None:
+    plan = decide(spec(STEPS), rollout(), T0)
+    assert plan.status.phase == "Progressing"
+    assert plan.status.canary_revision == "v2"
+    assert plan.status.stable_revision == "v1"
+    assert [e.reason for e in plan.events] == ["RolloutStarted", "WeightSet"]
+    assert cond(plan, "Reconciling") == "True"
+
+
+def case_set_weight() -> None:
+    plan = decide(spec(STEPS), rollout(), T0)
+    assert plan.weight == 10
+    assert plan.status.current_step_index == 1  # the pause started at once
+    assert plan.canary_replicas == 1
+
+
+def case_timed_pause() -> None:
+    s = spec(STEPS)
+    plan = decide(s, rollout(), T0)
+    plan = advance(s, plan, T0 + timedelta(seconds=10))
+    assert plan.status.current_step_index == 1
+    assert plan.requeue_after == pytest.approx(50)
+    assert plan.weight == 10
+
+
+def case_indefinite_pause() -> None:
+    s = spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 40}])
+    plan = decide(s, rollout(), T0)
+    later = advance(s, plan, T0 + timedelta(hours=5))
+    assert (later.status.phase, later.weight, later.status.current_step_index) == ("Paused", 20, 1)
+    assert cond(later, "Paused") == "True"
+
+
+def case_analysis_running() -> None:
+    s = spec([{"setWeight": 10}, {"analysis": {"metrics": [{**ERRORS, "count": 3}]}}])
+    plan = decide(s, rollout(), T0)
+    assert plan.status.metrics[0].successful == 1
+    assert plan.requeue_after == pytest.approx(10)
+    plan = advance(s, plan, T0 + timedelta(seconds=5))
+    assert plan.status.metrics[0].successful == 1  # not due yet: nothing measured
+    plan = advance(s, plan, T0 + timedelta(seconds=10))
+    assert plan.status.metrics[0].successful == 2
+    assert plan.status.phase == "Progressing"
+
+
+def case_analysis_passed() -> None:
+    s = spec([{"setWeight": 10}, {"analysis": {"metrics": [ERRORS]}}, {"setWeight": 30}, {"pause": {}}])
+    plan = decide(s, rollout(), T0)
+    assert plan.weight == 30
+    assert plan.status.current_step_index == 3
+    assert "AnalysisPassed" in [e.reason for e in plan.events]
+
+
+def case_metric_failed() -> None:
+    s = spec(STEPS, abortScaleDownDelaySeconds=30)
+    plan = decide(s, rollout(), T0)
+    plan = advance(s, plan, T0 + timedelta(seconds=60), bad)
+    assert (plan.status.phase, plan.weight) == ("Degraded", 0)
+    assert plan.canary_replicas == 1  # kept for debugging until the delay passes
+    assert plan.requeue_after == pytest.approx(30)
+    assert "errors Failed" in (plan.status.abort_reason or "")
+    assert cond(plan, "Aborted") == "True"
+    assert cond(plan, "Stalled") == "True"
+    assert [e.type for e in plan.events if e.reason == "Aborted"] == ["Warning"]
+
+
+def case_inconclusive() -> None:
+    s = spec([{"setWeight": 10}, {"analysis": {"metrics": [ERRORS]}}, {"setWeight": 30}])
+    plan = decide(s, rollout(), T0, lambda _: MetricValue(None))
+    assert (plan.status.phase, plan.weight) == ("Paused", 10)
+    assert "Inconclusive" in (plan.status.message or "")
+
+
+def case_background_failed() -> None:
+    s = spec(
+        STEPS,
+        analysis={
+            "startingStep": 1,
+            "metrics": [{**ERRORS, "name": "latency", "successCondition": "result < 2"}],
+        },
+    )
+    plan = decide(
+        s, rollout(), T0, lambda key: MetricValue(5.0) if key == "background/latency" else MetricValue(0.0)
+    )
+    assert plan.status.phase == "Degraded"
+    assert plan.weight == 0
+    assert "background analysis" in (plan.status.abort_reason or "")
+
+
+def case_all_steps_done() -> None:
+    s = spec([{"setWeight": 10}, {"analysis": {"metrics": [ERRORS]}}, {"setWeight": 100}])
+    plan = decide(s, rollout(), T0)
+    assert (plan.status.phase, plan.promote, plan.weight) == ("Healthy", "v2", None)
+    assert plan.status.current_step_index == 3
+    assert cond(plan, "Promoted") == "True"
+
+
+def case_aborted() -> None:
+    s = spec(STEPS, abortScaleDownDelaySeconds=30)
+    plan = decide(s, rollout(action="abort"), T0)
+    plan = advance(s, plan, T0 + timedelta(seconds=29), action="abort")
+    assert (plan.status.phase, plan.weight, plan.canary_replicas) == ("Degraded", 0, 1)
+    assert plan.events == ()  # the action was consumed once
+    plan = advance(s, plan, T0 + timedelta(seconds=31))
+    assert (plan.status.phase, plan.weight, plan.canary_replicas) == ("Degraded", 0, 0)
+    assert plan.status.aborted_at == T0
+
+
+def case_reverted() -> None:
+    s = spec(STEPS)
+    plan = decide(s, rollout(action="abort"), T0)
+    plan = decide(
+        s,
+        CanaryObservation("v1", "v1", replicas=4, generation=1, previous=plan.status),
+        T0 + timedelta(seconds=5),
+    )
+    assert (plan.status.phase, plan.weight, plan.status.aborted_at) == ("Healthy", None, None)
+    assert [e.reason for e in plan.events] == ["Reverted"]
+
+
+def case_retry() -> None:
+    s = spec(STEPS)
+    plan = decide(s, rollout(action="abort"), T0)
+    plan = advance(s, plan, T0 + timedelta(seconds=5), action="retry")
+    assert (plan.status.phase, plan.weight, plan.status.current_step_index) == ("Progressing", 10, 1)
+    assert plan.status.aborted_at is None
+    assert plan.events[0].reason == "Retried"
+
+
+def case_manual_abort() -> None:
+    s = spec(STEPS)
+    plan = decide(s, rollout(), T0)
+    plan = advance(s, plan, T0 + timedelta(seconds=5), action="abort")
+    assert (plan.status.phase, plan.weight, plan.status.abort_reason) == ("Degraded", 0, "manual abort")
+    assert plan.consumed_action
+
+
+def case_manual_promote() -> None:
+    s = spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 40}, {"pause": {}}])
+    plan = decide(s, rollout(), T0)
+    plan = advance(s, plan, T0 + timedelta(seconds=5), action="promote")
+    assert (plan.status.phase, plan.weight, plan.status.current_step_index) == ("Paused", 40, 3)
+    # The same annotation seen again (not yet removed) is not applied twice.
+    again = advance(s, plan, T0 + timedelta(seconds=6), action="promote")
+    assert again.status.current_step_index == 3
+    # A new one (suffix) is.
+    third = advance(s, again, T0 + timedelta(seconds=7), action="promote@2")
+    assert third.promote == "v2"
+
+
+def case_promote_full() -> None:
+    plan = decide(spec(STEPS), rollout(action="promote-full"), T0)
+    assert (plan.status.phase, plan.promote, plan.weight) == ("Healthy", "v2", None)
+
+
+CASES = {
+    name[len("case_") :].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("case_")
+}
+
+
+def test_every_docstring_row_has_a_scenario() -> None:
+    rows = re.findall(r"^\| ([a-z-]+) +\|", canary_module.__doc__ or "", re.MULTILINE)
+    assert rows
+    assert set(rows) - {"case"} == set(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_worked_example(case: str) -> None:
+    CASES[case]()
+
+
+def test_full_rollout_under_a_restart_at_every_pass_neither_repeats_nor_skips() -> None:
+    """Decisions depend on the recorded status only: replaying a pass gives the same plan."""
+    s = spec(
+        [
+            {"setWeight": 10},
+            {"pause": {"duration": "20s"}},
+            {"analysis": {"metrics": [{**ERRORS, "count": 2}]}},
+            {"setWeight": 60},
+            {"pause": {"duration": "10s"}},
+        ]
+    )
+    plan = decide(s, rollout(), T0)
+    weights, events = [plan.weight], [e.reason for e in plan.events]
+    now = T0
+    while plan.promote is None:
+        now += timedelta(seconds=5)
+        replay = advance(s, plan, now)
+        again = advance(s, plan, now)  # the operator died after deciding and decided again
+        assert again == replay
+        plan = replay
+        weights.append(plan.weight)
+        events += [e.reason for e in plan.events]
+    assert events.count("WeightSet") == 2
+    assert events.count("Promoted") == 1
+    assert [w for w in weights if w is not None] == sorted(w for w in weights if w is not None)
+
+
+def test_new_revision_mid_rollout_restarts_the_steps() -> None:
+    s = spec(STEPS)
+    plan = decide(s, rollout(), T0)
+    plan = decide(s, rollout(plan.status, desired="v3"), T0 + timedelta(seconds=70))
+    assert plan.status.canary_revision == "v3"
+    assert plan.status.current_step_index == 1
+    assert plan.events[0].reason == "RolloutStarted"
+
+
+def test_provider_errors_become_error_and_abort() -> None:
+    s = spec(
+        [
+            {"setWeight": 10},
+            {"analysis": {"metrics": [{**ERRORS, "consecutiveErrorLimit": 1, "interval": "1s"}]}},
+        ]
+    )
+
+    def down(_: str) -> MetricValue:
+        return MetricValue(error="connection refused")
+
+    plan = decide(s, rollout(), T0, down)
+    assert plan.status.phase == "Progressing"
+    plan = advance(s, plan, T0 + timedelta(seconds=1), down)
+    assert (plan.status.phase, plan.weight) == ("Degraded", 0)
+    assert "Error" in (plan.status.abort_reason or "")
+
+
+def test_unknown_action_is_refused_with_a_warning() -> None:
+    plan = decide(spec(STEPS), rollout(action="explode"), T0)
+    assert plan.consumed_action
+    assert ("UnknownAction", "Warning") in [(e.reason, e.type) for e in plan.events]
+    assert plan.status.phase == "Progressing"
+
+
+def test_target_missing_is_degraded() -> None:
+    plan = decide(spec(STEPS), CanaryObservation(None, None), T0)
+    assert plan.status.phase == "Degraded"
+    assert plan.weight is None
+
+
+@pytest.mark.parametrize(
+    ("router", "weight", "replicas", "expected"),
+    [
+        ({"replicas": {}}, 25, 4, 1),
+        ({"replicas": {}}, 50, 5, 2),
+        ({"replicas": {}}, 0, 4, 0),
+        ({}, 0, 4, 1),
+        ({}, 30, 10, 3),
+        ({"gatewayAPI": {"httpRoute": "r"}}, 31, 10, 4),
+    ],
+)
+def test_canary_replicas(router: dict[str, object], weight: int, replicas: int, expected: int) -> None:
+    assert canary_replicas(spec(STEPS, trafficRouting=router), weight, replicas) == expected
+
+
+def test_measurements_are_capped_at_ten_per_metric() -> None:
+    s = spec([{"setWeight": 10}, {"pause": {}}], analysis={"metrics": [{**ERRORS, "interval": "1s"}]})
+    plan = decide(s, rollout(), T0)
+    for i in range(1, 15):
+        plan = advance(s, plan, T0 + timedelta(seconds=i))
+    metric = plan.status.metrics[0]
+    assert metric.name == "background/errors"
+    assert metric.successful == 15
+    assert len(metric.measurements) == 10
