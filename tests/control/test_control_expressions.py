@@ -86,3 +86,24 @@ def test_ast_is_frozen() -> None:
     condition = parse_condition("result < 1")
     with pytest.raises(AttributeError):
         condition.root.op = ">"  # type: ignore[union-attr,misc]
+
+
+@pytest.mark.parametrize("field", ["successCondition", "failureCondition"])
+def test_invalid_condition_is_refused_when_the_spec_is_parsed(field: str) -> None:
+    from pydantic import ValidationError
+
+    from artisan_operator.api.canary import CanarySpec
+
+    metric = {
+        "name": "errors",
+        "successCondition": "result < 1",
+        "provider": {"builtin": {"name": "errorRate"}},
+    }
+    metric[field] = "result <> 1"
+    with pytest.raises(ValidationError) as info:
+        CanarySpec.model_validate(
+            {"targetRef": {"name": "fleet"}, "steps": [{"analysis": {"metrics": [metric]}}]}
+        )
+    error = info.value.errors()[0]
+    assert error["loc"][-1] == field
+    assert "column 9" in error["msg"]

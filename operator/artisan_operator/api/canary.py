@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from artisan_common.model import ApiModel, CelRule, Duration, invariant_error
 from artisan_operator.api.common import Condition, LocalObjectReference
+from artisan_operator.policy.expressions import parse_condition
 
 KIND = "Canary"
 PLURAL = "canaries"
@@ -65,7 +66,7 @@ class MetricSpec(ApiModel):
     interval: Duration = "30s"
     """Time between measurements."""
     count: int | None = Field(default=None, ge=1)
-    """Measurements to take; unlimited (until the step ends) when unset."""
+    """Measurements to take; when unset, one in an inline analysis and unlimited in the background."""
     failure_limit: int = Field(default=0, ge=0)
     """Failed measurements tolerated; 0 means the first failure fails the analysis."""
     consecutive_error_limit: int = Field(default=4, ge=0)
@@ -78,6 +79,14 @@ class MetricSpec(ApiModel):
     """Optional expression that marks a measurement Failed explicitly."""
     provider: MetricProvider
     """Where the value comes from."""
+
+    @field_validator("success_condition", "failure_condition")
+    @classmethod
+    def _condition_parses(cls, text: str | None) -> str | None:
+        # Refused at admission time by the operator (InvalidSpec naming the field), not at measurement.
+        if text is not None:
+            parse_condition(text)
+        return text
 
 
 class AnalysisSpec(ApiModel):
