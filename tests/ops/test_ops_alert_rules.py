@@ -30,7 +30,6 @@ REQUIRED_ALERTS = {
     "SRM detected": "ArtisanSRMDetected",
     "trainer stalled": "ArtisanTrainerStalled",
 }
-SEED_RECORDED_NAMES = {"llm_brief_elapsed_ms", "ab_test_requests_total"}
 
 
 def promtool() -> str:
@@ -69,10 +68,8 @@ def test_promtool_unit_tests_pass() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_required_alert_and_seed_name_exists() -> None:
+def test_every_required_alert_exists() -> None:
     assert set(REQUIRED_ALERTS.values()) <= set(alerts())
-    recorded = {str(rule["record"]) for rule in rules() if "record" in rule}
-    assert recorded >= SEED_RECORDED_NAMES
 
 
 def test_every_alert_has_severity_and_text() -> None:
@@ -102,7 +99,6 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
     [
         ("unless (rl_entropy_coefficient <= rl_entropy_coefficient_final)", ""),
         ("model_health_status == 0", "model_health_status == 1"),
-        ("> ignoring (window) 0.3 * abs(", "> ignoring (window) 0.05 * abs("),
     ],
 )
 def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, original: str, broken: str) -> None:
