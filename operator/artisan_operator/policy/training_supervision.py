@@ -1,0 +1,342 @@
+"""TrainingRun supervision (pure): reflect the trainer's metrics, and roll back at the operator level.
+
+The trainer rolls back by itself inside its process (KL, loss spike, reward drop). The operator steps
+in when the process cannot help itself: the pod failed, crash-loops, makes no step progress, or reports
+that its own rollbacks are exhausted. Then the Job is restarted (a new attempt) with ``--resume``, which
+loads the newest checkpoint whose sha256 matches the manifest; the status records the checkpoint the
+trainer last reported as verified. After ``rollback.maxRollbacks`` operator rollbacks the run fails.
+
+| case                | observation                         | phase     | action                   |
+|---------------------|-------------------------------------|-----------|--------------------------|
+| progress            | step advanced                       | Running   | lastProgressTime = now   |
+| pod-failed          | Job failed / pod Failed             | Running   | restart from checkpoint  |
+| crash-loop          | CrashLoopBackOff or restarts ≥ 3    | Running   | restart from checkpoint  |
+| stalled             | no step progress for stallSeconds   | Running   | restart from checkpoint  |
+| trainer-exhausted   | trainer's rollbacks exhausted       | Running   | restart from checkpoint  |
+| rollbacks-exhausted | anomaly after maxRollbacks restarts | Failed    | stop, RollbacksExhausted |
+| deadline            | activeDeadlineSeconds since start   | Failed    | stop, DeadlineExceeded   |
+| suspended           | spec.suspend                        | Suspended | Job suspended, PVC kept  |
+| succeeded           | Job succeeded                       | Succeeded | none                     |
+| finished            | ended before, same generation       | kept      | none                     |
+
+Status writes carrying only fresh metric values are limited to one per ``min_write_interval`` (5 s);
+a change of phase, conditions or records is written at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from artisan_operator.api.common import PROGRESSING
+from artisan_operator.api.training_run import (
+    DEADLINE_EXCEEDED,
+    ROLLBACKS_EXHAUSTED,
+    ROLLED_BACK,
+    CheckpointRef,
+    RollbackRecord,
+    TrainingPhase,
+    TrainingRunSpec,
+    TrainingRunStatus,
+)
+from artisan_operator.policy.control_status import PlannedEvent, kstatus, set_condition
+
+CRASH_LOOP = "CrashLoop"
+POD_FAILED = "PodFailed"
+STALLED_REASON = "Stalled"
+TRAINER_EXHAUSTED = "TrainerRollbacksExhausted"
+
+
+@dataclass(frozen=True)
+class SupervisionSettings:
+    stall_seconds: float = 600.0
+    """No step progress for this long (while the pod runs) is a stall."""
+    crash_loop_restarts: int = 3
+    """Container restarts counted as a crash loop even before the kubelet says CrashLoopBackOff."""
+    min_write_interval: float = 5.0
+    """At most one metrics-only status write per this many seconds."""
+
+
+@dataclass(frozen=True)
+class TrainerMetrics:
+    """What the trainer's /metrics says (any field may be missing)."""
+
+    step: int | None = None
+    reward_ma: float | None = None
+    kl: float | None = None
+    entropy_coef: float | None = None
+    learning_rate: float | None = None
+    rollbacks_by_reason: Mapping[str, int] = field(default_factory=dict)
+    """In-process rollbacks so far, by reason (rl_checkpoint_rollback_total{reason})."""
+    rollbacks_exhausted: bool = False
+    last_checkpoint: CheckpointRef | None = None
+    """The newest checkpoint whose sha256 the trainer verified against its manifest."""
+    best_checkpoint: CheckpointRef | None = None
+
+
+@dataclass(frozen=True)
+class TrainerJobState:
+    """The Job of the current attempt and its pod."""
+
+    name: str
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    suspended: bool = False
+    pod_phase: str | None = None
+    waiting_reason: str | None = None
+    restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class SupervisionObservation:
+    job: TrainerJobState | None
+    """The current attempt's Job; None when it does not exist (yet)."""
+    metrics: TrainerMetrics | None = None
+    generation: int | None = None
+    previous: TrainingRunStatus | None = None
+    last_write: datetime | None = None
+    """When this operator last wrote the status (None after a restart)."""
+
+
+@dataclass(frozen=True)
+class RestartJob:
+    """Replace the Job with attempt ``attempt``, resuming from the newest verified checkpoint."""
+
+    attempt: int
+    stop_job: str | None
+    resume_from: CheckpointRef | None
+
+
+@dataclass(frozen=True)
+class SupervisionPlan:
+    status: TrainingRunStatus
+    write_status: bool
+    restart: RestartJob | None = None
+    stop_job: str | None = None
+    """A Job to delete because the run ended (failed for good, deadline)."""
+    events: tuple[PlannedEvent, ...] = ()
+    requeue_after: float | None = None
+
+
+def detect_anomaly(
+    job: TrainerJobState | None,
+    metrics: TrainerMetrics | None,
+    last_progress: datetime | None,
+    now: datetime,
+    settings: SupervisionSettings,
+) -> tuple[str, str] | None:
+    """(reason, message) of the first anomaly that needs an operator rollback, if any."""
+    if job is None or job.suspended or job.succeeded:
+        return None
+    if job.failed or job.pod_phase == "Failed":
+        return POD_FAILED, f"trainer Job {job.name} failed"
+    if job.waiting_reason == "CrashLoopBackOff" or job.restart_count >= settings.crash_loop_restarts:
+        return CRASH_LOOP, f"trainer pod of {job.name} crash-loops ({job.restart_count} restarts)"
+    if metrics is not None and metrics.rollbacks_exhausted:
+        return TRAINER_EXHAUSTED, "the trainer reports its in-process rollbacks exhausted"
+    running = job.active > 0 and job.pod_phase in (None, "Running")
+    if (
+        running
+        and last_progress is not None
+        and (now - last_progress).total_seconds() >= settings.stall_seconds
+    ):
+        return STALLED_REASON, f"no step progress for {settings.stall_seconds:g}s"
+    return None
+
+
+def _trainer_rollbacks(
+    previous: list[RollbackRecord], metrics: TrainerMetrics | None, step: int | None, now: datetime
+) -> list[RollbackRecord]:
+    """Append a record for each in-process rollback the trainer's counters show that status lacks."""
+    if metrics is None:
+        return previous
+    records = list(previous)
+    for reason, total in sorted(metrics.rollbacks_by_reason.items()):
+        known = sum(1 for r in records if r.source == "trainer" and r.reason == reason)
+        records.extend(
+            RollbackRecord(time=now, step=step or 0, reason=reason, source="trainer")
+            for _ in range(max(0, int(total) - known))
+        )
+    return records
+
+
+def supervise_training(
+    spec: TrainingRunSpec,
+    obs: SupervisionObservation,
+    now: datetime,
+    settings: SupervisionSettings = SupervisionSettings(),
+) -> SupervisionPlan:
+    """The supervision plan for this pass (see the module table)."""
+    previous = obs.previous or TrainingRunStatus()
+    generation = obs.generation
+    if previous.phase in ("Failed", "Succeeded") and (
+        generation is None or previous.observed_generation == generation
+    ):
+        return SupervisionPlan(previous, write_status=False)
+
+    metrics = obs.metrics
+    job = obs.job
+    events: list[PlannedEvent] = []
+    step = metrics.step if metrics is not None and metrics.step is not None else previous.step
+    progressed = step is not None and (previous.step is None or step > previous.step)
+    start = previous.start_time or (now if job is not None else None)
+    last_progress = previous.last_progress_time
+    if progressed or spec.suspend or (last_progress is None and job is not None):
+        # A suspended run gets a fresh stall window when it resumes; a new Job starts one.
+        last_progress = now
+    rollbacks = _trainer_rollbacks(list(previous.rollbacks), metrics, step, now)
+    conditions = list(previous.conditions)
+    update: dict[str, object] = {
+        "observed_generation": generation,
+        "step": step,
+        "total_steps": spec.ppo.total_steps,
+        "start_time": start,
+        "last_progress_time": last_progress,
+        "rollbacks": rollbacks,
+    }
+    if metrics is not None:
+        update |= {
+            "reward_ma": metrics.reward_ma if metrics.reward_ma is not None else previous.reward_ma,
+            "kl": metrics.kl if metrics.kl is not None else previous.kl,
+            "entropy_coef": metrics.entropy_coef
+            if metrics.entropy_coef is not None
+            else previous.entropy_coef,
+            "learning_rate": metrics.learning_rate
+            if metrics.learning_rate is not None
+            else previous.learning_rate,
+            "last_checkpoint": metrics.last_checkpoint or previous.last_checkpoint,
+            "best_checkpoint": metrics.best_checkpoint or previous.best_checkpoint,
+        }
+    if len(rollbacks) > len(previous.rollbacks):
+        new = rollbacks[len(previous.rollbacks) :]
+        events.extend(
+            PlannedEvent(
+                ROLLED_BACK, f"trainer rolled back in-process at step {r.step} ({r.reason})", "Warning"
+            )
+            for r in new
+        )
+
+    def plan(
+        phase: TrainingPhase,
+        state: str,
+        reason: str,
+        message: str,
+        *,
+        restart: RestartJob | None = None,
+        stop_job: str | None = None,
+        requeue: float | None = None,
+        **extra: object,
+    ) -> SupervisionPlan:
+        nonlocal conditions
+        conditions = kstatus(
+            conditions,
+            ready=state == "ready",
+            reconciling=state == "progressing",
+            stalled=state == "stalled",
+            reason=reason,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        status = TrainingRunStatus.model_validate(
+            previous.model_copy(
+                update={**update, **extra, "phase": phase, "message": message, "conditions": conditions}
+            ).model_dump()
+        )
+        changed = (
+            status.phase != previous.phase
+            or status.conditions != previous.conditions
+            or status.rollbacks != previous.rollbacks
+            or status.attempt != previous.attempt
+            or status.observed_generation != previous.observed_generation
+        )
+        due = obs.last_write is None or (now - obs.last_write).total_seconds() >= settings.min_write_interval
+        write = changed or (due and status != previous)
+        return SupervisionPlan(status, write, restart, stop_job, tuple(events), requeue)
+
+    if spec.active_deadline_seconds is not None and start is not None:
+        ends = start + timedelta(seconds=spec.active_deadline_seconds)
+        if now >= ends:
+            message = f"activeDeadlineSeconds={spec.active_deadline_seconds} exceeded"
+            conditions = set_condition(
+                conditions,
+                DEADLINE_EXCEEDED,
+                "True",
+                DEADLINE_EXCEEDED,
+                message,
+                now=now,
+                generation=generation,
+            )
+            events.append(PlannedEvent(DEADLINE_EXCEEDED, message, "Warning"))
+            return plan(
+                "Failed",
+                "stalled",
+                DEADLINE_EXCEEDED,
+                message,
+                stop_job=job.name if job is not None else None,
+                completion_time=now,
+            )
+    if spec.suspend:
+        return plan(
+            "Suspended", "idle", "Suspended", "suspended; checkpoints kept, resume continues from them"
+        )
+    if job is not None and job.succeeded:
+        return plan("Succeeded", "ready", "Succeeded", f"finished at step {step}", completion_time=now)
+
+    anomaly = detect_anomaly(job, metrics, last_progress, now, settings)
+    if anomaly is not None and job is not None:
+        reason, detail = anomaly
+        operator_rollbacks = sum(1 for r in rollbacks if r.source == "operator")
+        if not spec.rollback.enabled or operator_rollbacks >= spec.rollback.max_rollbacks:
+            limit = spec.rollback.max_rollbacks
+            message = f"{detail}; {operator_rollbacks} operator rollbacks used of maxRollbacks={limit}"
+            conditions = set_condition(
+                conditions, ROLLBACKS_EXHAUSTED, "True", reason, message, now=now, generation=generation
+            )
+            events.append(PlannedEvent(ROLLBACKS_EXHAUSTED, message, "Warning"))
+            return plan(
+                "Failed", "stalled", ROLLBACKS_EXHAUSTED, message, stop_job=job.name, completion_time=now
+            )
+        checkpoint = (
+            metrics.last_checkpoint if metrics and metrics.last_checkpoint else previous.last_checkpoint
+        )
+        record = RollbackRecord(
+            time=now,
+            step=step or 0,
+            reason=reason,
+            to_step=checkpoint.step if checkpoint is not None else None,
+            source="operator",
+        )
+        rollbacks.append(record)
+        attempt = previous.attempt + 1
+        target = (
+            f"checkpoint at step {checkpoint.step}"
+            if checkpoint is not None
+            else "the start (no checkpoint yet)"
+        )
+        message = f"{detail}; restarting the trainer (attempt {attempt}) from {target}"
+        conditions = set_condition(
+            conditions, ROLLED_BACK, "True", reason, message, now=now, generation=generation
+        )
+        events.append(PlannedEvent(ROLLED_BACK, message, "Warning"))
+        return plan(
+            "Running",
+            "progressing",
+            ROLLED_BACK,
+            message,
+            restart=RestartJob(attempt=attempt, stop_job=job.name, resume_from=checkpoint),
+            attempt=attempt,
+            last_progress_time=now,
+        )
+
+    if job is None:
+        return plan("Pending", "progressing", PROGRESSING, "waiting for the trainer Job", requeue=1.0)
+    stall_in = None
+    if last_progress is not None:
+        stall_in = max(0.0, settings.stall_seconds - (now - last_progress).total_seconds())
+    running = job.active > 0 and job.pod_phase in (None, "Running")
+    phase: TrainingPhase = "Running" if running else "Pending"
+    message = f"training at step {step} of {spec.ppo.total_steps}" if step is not None else "trainer starting"
+    return plan(phase, "ready" if running else "progressing", phase, message, requeue=stall_in)

@@ -1,0 +1,198 @@
+"""supervise_training: each row of the docstring table, the rollback budget and write throttling."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from artisan_operator.api.training_run import CheckpointRef, TrainingRunSpec, TrainingRunStatus
+from artisan_operator.policy import training_supervision as module
+from artisan_operator.policy.training_supervision import (
+    SupervisionObservation,
+    SupervisionPlan,
+    SupervisionSettings,
+    TrainerJobState,
+    TrainerMetrics,
+    supervise_training,
+)
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+SETTINGS = SupervisionSettings(stall_seconds=60)
+CKPT = CheckpointRef(step=1500, sha256="ab" * 32, path="/ckpt/step-1500.pt")
+
+
+def spec(**kw: object) -> TrainingRunSpec:
+    return TrainingRunSpec.model_validate(kw)
+
+
+RUNNING = TrainerJobState(name="run-0", active=1, pod_phase="Running")
+
+
+def step(
+    s: TrainingRunSpec,
+    previous: TrainingRunStatus | None,
+    now: datetime,
+    job: TrainerJobState | None = RUNNING,
+    metrics: TrainerMetrics | None = None,
+    last_write: datetime | None = None,
+) -> SupervisionPlan:
+    obs = SupervisionObservation(
+        job=job, metrics=metrics, generation=1, previous=previous, last_write=last_write
+    )
+    return supervise_training(s, obs, now, SETTINGS)
+
+
+def started(steps: int = 1600) -> TrainingRunStatus:
+    return step(spec(), None, T0, metrics=TrainerMetrics(step=steps, last_checkpoint=CKPT)).status
+
+
+def cond(plan: SupervisionPlan, type_: str) -> str | None:
+    return next((c.status for c in plan.status.conditions if c.type == type_), None)
+
+
+def case_progress() -> None:
+    first = started(100)
+    plan = step(
+        spec(), first, T0 + timedelta(seconds=30), metrics=TrainerMetrics(step=200, reward_ma=1.5, kl=0.01)
+    )
+    assert (plan.status.phase, plan.status.step, plan.status.reward_ma) == ("Running", 200, 1.5)
+    assert plan.status.last_progress_time == T0 + timedelta(seconds=30)
+    assert plan.restart is None
+
+
+def _rolled_back(plan: SupervisionPlan, reason: str) -> None:
+    assert plan.restart is not None
+    assert plan.restart.attempt == 1
+    assert plan.restart.stop_job == "run-0"
+    assert plan.restart.resume_from == CKPT
+    record = plan.status.rollbacks[-1]
+    assert (record.reason, record.source, record.to_step, record.step) == (reason, "operator", 1500, 1600)
+    assert plan.status.attempt == 1
+    assert plan.write_status
+    assert cond(plan, "RolledBack") == "True"
+    assert [e.reason for e in plan.events] == ["RolledBack"]
+
+
+def case_pod_failed() -> None:
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", failed=1))
+    _rolled_back(plan, "PodFailed")
+
+
+def case_crash_loop() -> None:
+    job = TrainerJobState("run-0", active=1, pod_phase="Running", waiting_reason="CrashLoopBackOff")
+    _rolled_back(step(spec(), started(), T0 + timedelta(seconds=5), job), "CrashLoop")
+    job = TrainerJobState("run-0", active=1, pod_phase="Running", restart_count=3)
+    _rolled_back(step(spec(), started(), T0 + timedelta(seconds=5), job), "CrashLoop")
+
+
+def case_stalled() -> None:
+    status = started()
+    same = TrainerMetrics(step=1600)
+    assert step(spec(), status, T0 + timedelta(seconds=59), metrics=same).restart is None
+    _rolled_back(step(spec(), status, T0 + timedelta(seconds=60), metrics=same), "Stalled")
+
+
+def case_trainer_exhausted() -> None:
+    plan = step(
+        spec(),
+        started(),
+        T0 + timedelta(seconds=5),
+        metrics=TrainerMetrics(step=1600, rollbacks_exhausted=True),
+    )
+    _rolled_back(plan, "TrainerRollbacksExhausted")
+
+
+def case_rollbacks_exhausted() -> None:
+    s = spec(rollback={"maxRollbacks": 1})
+    plan = step(s, started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", failed=1))
+    assert plan.restart is not None
+    plan = step(s, plan.status, T0 + timedelta(seconds=10), TrainerJobState("run-1", failed=1))
+    assert (plan.status.phase, plan.restart, plan.stop_job) == ("Failed", None, "run-1")
+    assert cond(plan, "RollbacksExhausted") == "True"
+    assert cond(plan, "Stalled") == "True"
+    assert "maxRollbacks=1" in (plan.status.message or "")
+
+
+def case_deadline() -> None:
+    s = spec(activeDeadlineSeconds=100)
+    plan = step(s, started(), T0 + timedelta(seconds=100))
+    assert (plan.status.phase, plan.stop_job) == ("Failed", "run-0")
+    assert cond(plan, "DeadlineExceeded") == "True"
+
+
+def case_suspended() -> None:
+    s = spec(suspend=True)
+    plan = step(s, started(), T0 + timedelta(hours=2), TrainerJobState("run-0", suspended=True))
+    assert plan.status.phase == "Suspended"
+    assert plan.status.last_checkpoint == CKPT
+    assert plan.restart is None
+    # Resuming gives a fresh stall window (no rollback for the time spent suspended).
+    resumed = step(
+        spec(), plan.status, T0 + timedelta(hours=2, seconds=30), metrics=TrainerMetrics(step=1600)
+    )
+    assert resumed.restart is None
+    assert resumed.status.phase == "Running"
+
+
+def case_succeeded() -> None:
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", succeeded=1))
+    assert plan.status.phase == "Succeeded"
+    assert plan.status.completion_time == T0 + timedelta(seconds=5)
+
+
+def case_finished() -> None:
+    done = step(spec(), started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", succeeded=1)).status
+    plan = step(spec(), done, T0 + timedelta(seconds=50), TrainerJobState("run-0", failed=1))
+    assert plan.status == done
+    assert not plan.write_status
+
+
+CASES = {n[5:].replace("_", "-"): f for n, f in globals().items() if n.startswith("case_")}
+
+
+def test_every_docstring_row_has_a_scenario() -> None:
+    rows = set(re.findall(r"^\| ([a-z-]+) +\|", module.__doc__ or "", re.MULTILINE)) - {"case"}
+    assert rows == set(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_worked_example(case: str) -> None:
+    CASES[case]()
+
+
+def test_restart_is_not_repeated_after_an_operator_restart() -> None:
+    """Once attempt 1 is recorded, the old Job's failure is history: the new Job is observed instead."""
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", failed=1))
+    # The operator died after writing status: the next pass sees the new attempt's Job (or none yet).
+    again = step(spec(), plan.status, T0 + timedelta(seconds=6), job=None)
+    assert again.restart is None
+    assert again.status.attempt == 1
+    assert len(again.status.rollbacks) == 1
+
+
+def test_trainer_in_process_rollbacks_are_recorded_once() -> None:
+    metrics = TrainerMetrics(step=2000, rollbacks_by_reason={"KLDivergence": 1})
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), metrics=metrics)
+    assert [(r.reason, r.source) for r in plan.status.rollbacks] == [("KLDivergence", "trainer")]
+    again = step(spec(), plan.status, T0 + timedelta(seconds=10), metrics=metrics)
+    assert len(again.status.rollbacks) == 1
+    assert again.events == ()
+
+
+def test_metric_only_writes_are_throttled_to_one_per_five_seconds() -> None:
+    status = started(100)
+    wrote = T0
+    plan = step(
+        spec(), status, T0 + timedelta(seconds=2), metrics=TrainerMetrics(step=100, kl=0.02), last_write=wrote
+    )
+    assert not plan.write_status
+    plan = step(
+        spec(), status, T0 + timedelta(seconds=5), metrics=TrainerMetrics(step=100, kl=0.02), last_write=wrote
+    )
+    assert plan.write_status
+    failed = step(
+        spec(), status, T0 + timedelta(seconds=1), TrainerJobState("run-0", failed=1), last_write=wrote
+    )
+    assert failed.write_status  # a rollback is written at once
