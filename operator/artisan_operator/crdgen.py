@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import functools
 import os
 import sys
 import tempfile
@@ -293,9 +294,14 @@ def build_crd(kind: Kind) -> dict[str, Any]:
     }
 
 
-def build_crds() -> dict[str, dict[str, Any]]:
-    """Every CRD, keyed by kind."""
+@functools.cache
+def _crds() -> dict[str, dict[str, Any]]:
     return {kind.kind: build_crd(kind) for kind in KINDS}
+
+
+def build_crds() -> dict[str, dict[str, Any]]:
+    """Every CRD, keyed by kind (a fresh copy: callers may modify it)."""
+    return copy.deepcopy(_crds())
 
 
 def crd_file_name(kind: Kind) -> str:
