@@ -1,0 +1,1 @@
+"""HTTP surface of the ensemble role: request/response models and routes."""

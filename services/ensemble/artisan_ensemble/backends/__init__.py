@@ -1,0 +1,1 @@
+"""The only package that imports torch/transformers: model loading, generation, the formula policy."""

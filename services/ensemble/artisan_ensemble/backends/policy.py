@@ -1,0 +1,135 @@
+"""The formula policy from a trainer checkpoint, loaded with ``torch.load(weights_only=True)``.
+
+Expected layout (the trainer's ``checkpoints.py`` format 1; the ensemble never imports the trainer):
+
+- ``path`` is a checkpoint file, or the checkpoint directory (then ``best.pt``, else the newest
+  ``ckpt-*.pt``). When the directory's ``manifest.json`` lists the file, its sha256 must match.
+- The file holds a dict ``{"format": 1, "step": N, ...}`` in which one entry is the policy's
+  ``state_dict``: the first of ``policy``, ``policy_state_dict``, ``model``, ``model_state_dict``,
+  ``state_dict``, ``actor`` (or the whole dict when its values are tensors).
+- The actor is a chain of ``nn.Linear`` layers (``<prefix>.<i>.weight`` / ``.bias``), tanh between
+  them, whose input size is the brief-feature size (:func:`feature_size`) and whose output size is
+  the number of catalog ingredients (catalog order). Chains named ``critic``/``value`` are skipped.
+- Proportions are ``softmax(output)``; shares under 1 % are dropped and the rest renormalized.
+
+Anything else is refused with a message naming the mismatch; the service then uses the heuristic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artisan_common.catalog import IngredientCatalog
+from artisan_ensemble.ensemble.formula import feature_size
+
+STATE_KEYS = ("policy", "policy_state_dict", "model", "model_state_dict", "state_dict", "actor")
+_SKIP = re.compile(r"(critic|value|v_head|vf)", re.IGNORECASE)
+MIN_SHARE = 0.01
+
+
+class PolicyLoadError(RuntimeError):
+    pass
+
+
+def _checkpoint_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if (path / "best.pt").is_file():
+        return path / "best.pt"
+    candidates = sorted(path.glob("ckpt-*.pt"))
+    if not candidates:
+        raise PolicyLoadError(f"{path}: no checkpoint file (best.pt or ckpt-*.pt)")
+    return candidates[-1]
+
+
+def _verify_sha(file: Path) -> None:
+    manifest = file.parent / "manifest.json"
+    if not manifest.is_file():
+        return
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    records = [*data.get("checkpoints", []), *([data["best"]] if data.get("best") else [])]
+    expected = {r.get("sha256") for r in records if r.get("file") == file.name}
+    if file.name == "best.pt" and data.get("best"):
+        expected.add(data["best"].get("sha256"))
+    expected.discard(None)
+    if expected and hashlib.sha256(file.read_bytes()).hexdigest() not in expected:
+        raise PolicyLoadError(f"{file}: sha256 does not match {manifest}; refusing a damaged checkpoint")
+
+
+def _state_dict(state: Any) -> Mapping[str, torch.Tensor]:
+    if isinstance(state, Mapping):
+        for key in STATE_KEYS:
+            value = state.get(key)
+            if isinstance(value, Mapping) and any(isinstance(v, torch.Tensor) for v in value.values()):
+                return {k: v for k, v in value.items() if isinstance(v, torch.Tensor)}
+        if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return state
+    raise PolicyLoadError(f"no policy state_dict found (looked for {', '.join(STATE_KEYS)})")
+
+
+def _actor_chain(
+    weights: Mapping[str, torch.Tensor], n_in: int, n_out: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    layers = [
+        (name.removesuffix(".weight"), tensor)
+        for name, tensor in weights.items()
+        if name.endswith(".weight") and tensor.dim() == 2 and not _SKIP.search(name)
+    ]
+    chain: list[tuple[torch.Tensor, torch.Tensor]] = []
+    size = n_in
+    for prefix, weight in layers:
+        if weight.shape[1] != size:
+            continue
+        bias = weights.get(f"{prefix}.bias", torch.zeros(weight.shape[0]))
+        chain.append((weight.float(), bias.float()))
+        size = weight.shape[0]
+        if size == n_out:
+            return chain
+    shapes = {name: tuple(t.shape) for name, t in weights.items() if t.dim() == 2}
+    raise PolicyLoadError(f"no linear chain from {n_in} brief features to {n_out} ingredients in {shapes}")
+
+
+class TorchFormulaPolicy:
+    def __init__(
+        self, layers: Sequence[tuple[torch.Tensor, torch.Tensor]], ids: Sequence[str], source: str
+    ) -> None:
+        self.layers = list(layers)
+        self.ids = list(ids)
+        self._description = f"policy checkpoint {source}"
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def proportions(self, features: Sequence[float]) -> Mapping[str, float]:
+        with torch.inference_mode():
+            x = torch.tensor(list(features), dtype=torch.float32)
+            for index, (weight, bias) in enumerate(self.layers):
+                x = torch.nn.functional.linear(x, weight, bias)
+                if index < len(self.layers) - 1:
+                    x = torch.tanh(x)
+            shares = torch.softmax(x, dim=-1).tolist()
+        kept = {i: s for i, s in zip(self.ids, shares, strict=True) if s >= MIN_SHARE}
+        if not kept:
+            best = max(range(len(shares)), key=lambda k: shares[k])
+            kept = {self.ids[best]: 1.0}
+        total = sum(kept.values())
+        return {i: s / total for i, s in kept.items()}
+
+
+def load_policy_checkpoint(path: Path, catalog: IngredientCatalog) -> TorchFormulaPolicy:
+    file = _checkpoint_file(path)
+    _verify_sha(file)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise PolicyLoadError(f"{file}: not loadable with weights_only=True: {error}") from error
+    chain = _actor_chain(_state_dict(state), feature_size(catalog.families), len(catalog))
+    return TorchFormulaPolicy(chain, catalog.ids, str(file))

@@ -1,0 +1,70 @@
+"""Process settings from ``ARTISAN_ENSEMBLE_*`` environment variables (pydantic-settings).
+
+| variable                            | meaning                                                         |
+|-------------------------------------|-----------------------------------------------------------------|
+| ``ARTISAN_ENSEMBLE_ROLE``           | ``ensemble`` (models) or ``gateway`` (router)                    |
+| ``ARTISAN_ENSEMBLE_MODELS_DIR``     | where relative model sources (and ``serve --models``) live       |
+| ``ARTISAN_ENSEMBLE_PIN_CONFIG``     | JSON file: the ModelPin's {models, modes, traffic, downshift}    |
+| ``ARTISAN_ENSEMBLE_CONFIG_PATH``    | configs/llm_ensemble.yaml                                       |
+| ``ARTISAN_ENSEMBLE_PROFILE``        | dev, staging or prod                                            |
+| ``ARTISAN_ENSEMBLE_ROUTING_DIR``    | gateway: the mounted ``<modelpin>-routing`` ConfigMap            |
+| ``ARTISAN_ENSEMBLE_ADMIN_TOKEN``    | bearer token of /admin/* (admin disabled when unset)             |
+| ``ARTISAN_ENSEMBLE_FEEDBACK_DB``    | SQLite file of the feedback store                               |
+| ``ARTISAN_ENSEMBLE_POLICY_CHECKPOINT`` | trainer checkpoint with the formula policy (heuristic when unset) |
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from artisan_ensemble.ensemble.config import PinConfig, Profile, ServiceConfig, resolve_config
+
+REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "llm_ensemble.yaml"
+
+
+class EnsembleSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARTISAN_ENSEMBLE_", extra="ignore")
+
+    role: Literal["ensemble", "gateway"] = "ensemble"
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    models_dir: Path | None = None
+    pvc_root: Path = Path("/models/pvc")
+    pin_config: Path | None = None
+    config_path: Path | None = None
+    profile: Profile = "prod"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    routing_dir: Path | None = None
+    routing_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+    admin_token: SecretStr | None = None
+    feedback_db: Path | None = None
+    catalog_path: Path | None = None
+    policy_checkpoint: Path | None = None
+    log_level: str = "info"
+
+    def load_pin(self) -> PinConfig | None:
+        if self.pin_config is None:
+            return None
+        try:
+            return PinConfig.model_validate(json.loads(self.pin_config.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"ARTISAN_ENSEMBLE_PIN_CONFIG {self.pin_config}: {error}") from error
+
+    def load_document(self) -> dict[str, Any]:
+        path = self.config_path or (REPO_CONFIG if REPO_CONFIG.is_file() else None)
+        if path is None:
+            return {}
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(document, dict):
+            raise ValueError(f"{path}: the top level must be a mapping")
+        return document
+
+    def service_config(self) -> ServiceConfig:
+        return resolve_config(self.load_document(), self.profile, self.load_pin())

@@ -1,0 +1,113 @@
+"""Fixtures for the ensemble service: scripted fake backends, a test clock, tiny real models."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from artisan_common.catalog import IngredientCatalog, load_catalog
+from artisan_ensemble.ensemble.config import ServiceConfig, resolve_config
+from artisan_ensemble.ensemble.ports import GenerationRequest, ModelInfo
+
+GOOD_BRIEF = json.dumps(
+    {"style": "citrus", "intensity": 0.4, "complexity": 0.5, "noteFamilies": {"citrus": 0.9, "fresh": 0.6}}
+)
+GOOD_VALIDATION = json.dumps({"valid": True, "issues": []})
+GOOD_HINTS = json.dumps(
+    ["Morning light on lemons", "A cool breeze", "Fresh linen", "Sea salt", "Green leaves", "Open window"]
+)
+DEFAULT_OUTPUTS = {"primary": GOOD_BRIEF, "validator": GOOD_VALIDATION, "creative": GOOD_HINTS}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeGenerator:
+    """A scripted backend: returns ``output``, or raises while ``failing``; can block on ``gate``."""
+
+    role: str
+    output: str
+    failing: bool = False
+    gate: threading.Event | None = None
+    calls: list[GenerationRequest] = field(default_factory=list)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.role, f"fake-{self.role}", "r1", "memory", "cpu", 0)
+
+    def generate(self, request: GenerationRequest) -> str:
+        self.calls.append(request)
+        if self.gate is not None:
+            self.gate.wait(timeout=5)
+        if self.failing:
+            raise RuntimeError(f"{self.role} backend down")
+        return self.output
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        text = self.generate(request)
+        for start in range(0, len(text), 4):
+            yield text[start : start + 4]
+
+
+def fake_generators(**outputs: str) -> dict[str, FakeGenerator]:
+    merged = {**DEFAULT_OUTPUTS, **outputs}
+    return {role: FakeGenerator(role, text) for role, text in merged.items()}
+
+
+def fast_config(**overrides: object) -> ServiceConfig:
+    """Seeds' structure with test-sized numbers (short timeouts, small breaker windows)."""
+    document: dict[str, object] = {
+        "modes": {
+            "fast": {"maxNewTokens": 8, "timeoutSeconds": 5},
+            "balanced": {"maxNewTokens": 8, "timeoutSeconds": 5},
+            "creative": {"maxNewTokens": 8, "timeoutSeconds": 5},
+        },
+        "downshift": {"failureThreshold": 2, "holdSeconds": 60},
+        "breaker": {"window": 10, "minCalls": 5, "probeTimeoutSeconds": 2},
+        "queue": {"maxConcurrent": 2, "maxWaiting": 4},
+        **overrides,
+    }
+    return resolve_config(document, "prod")
+
+
+@pytest.fixture(scope="session")
+def catalog() -> IngredientCatalog:
+    return load_catalog()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from artisan_ensemble.backends.tiny import make_tiny_models
+
+    directory = tmp_path_factory.mktemp("tiny-models")
+    make_tiny_models(directory)
+    return directory
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
