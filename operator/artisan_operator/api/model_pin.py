@@ -18,6 +18,8 @@ ModelPinPhase = Literal["Pending", "Progressing", "Ready", "Degraded"]
 
 # Condition types and reasons specific to ModelPin.
 DOWNSHIFTED = "Downshifted"
+# Manual fleet downshift: "<mode>/<duration>" (e.g. "fast/10m"), or "off" to end one early.
+DOWNSHIFT_ANNOTATION = "artisan.dev/downshift"
 MODEL_UNHEALTHY = "ModelUnhealthy"
 MANUAL_DOWNSHIFT = "ManualDownshift"
 RECOVERED = "Recovered"
@@ -80,6 +82,8 @@ class ModelHealth(ApiModel):
     """Pods on which the model is healthy."""
     total_pods: int = Field(ge=0)
     """Pods reporting."""
+    unhealthy_since: datetime | None = None
+    """Since when the model is down on at least downshift.unhealthyPodFraction of the pods."""
 
 
 class DownshiftRecord(ApiModel):
@@ -93,6 +97,8 @@ class DownshiftRecord(ApiModel):
     """When a manual downshift expires."""
     manual: bool = False
     """Set by `kubectl artisan downshift`."""
+    healthy_since: datetime | None = None
+    """Since when every model is healthy again; the ceiling is restored after holdSeconds of it."""
 
 
 class PinnedRevision(ApiModel):
