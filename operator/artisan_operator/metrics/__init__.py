@@ -1,0 +1,1 @@
+"""Metrics: the operator's own (/metrics) and, for the control loops, metric providers."""

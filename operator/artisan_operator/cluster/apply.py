@@ -1,0 +1,154 @@
+"""Apply a plan's children idempotently: read, create when missing, patch only when the desired changed.
+
+The operator stamps each child with the hash of the manifest it applied
+(``artisan.dev/applied-hash``); a child whose hash matches is left alone, so a resync costs one GET per
+child and server-side defaulting never causes a patch loop. Patches are JSON merge patches (no PUT,
+no server-side apply). A child that exists but is not controlled by this owner is never touched:
+it is reported as a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode
+from artisan_operator.manifests.common import APPLIED_HASH_ANNOTATION, Manifest, with_applied_hash
+from artisan_operator.policy.plan import CHILD_CONFLICT, CHILD_CREATED, CHILD_UPDATED, EnsureChild, EventNote
+
+ApplyAction = Literal["created", "updated", "unchanged", "conflict"]
+
+
+@dataclass(frozen=True)
+class ChildOperations:
+    create: Callable[..., Any]
+    read: Callable[..., Any]
+    patch: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    kind: str
+    name: str
+    action: ApplyAction
+    message: str = ""
+
+    def event(self) -> EventNote | None:
+        if self.action == "created":
+            return EventNote(CHILD_CREATED, f"created {self.kind} {self.name}")
+        if self.action == "updated":
+            return EventNote(CHILD_UPDATED, f"updated {self.kind} {self.name}")
+        if self.action == "conflict":
+            return EventNote(CHILD_CONFLICT, self.message, "Warning")
+        return None
+
+
+def child_operations(cluster: ClusterClient, kind: str) -> ChildOperations:
+    """The typed create/read/patch calls of each child kind the operator manages."""
+    core, apps, batch = cluster.core, cluster.apps, cluster.batch
+    table = {
+        "ConfigMap": ChildOperations(
+            core.create_namespaced_config_map,
+            core.read_namespaced_config_map,
+            core.patch_namespaced_config_map,
+        ),
+        "Service": ChildOperations(
+            core.create_namespaced_service, core.read_namespaced_service, core.patch_namespaced_service
+        ),
+        "PersistentVolumeClaim": ChildOperations(
+            core.create_namespaced_persistent_volume_claim,
+            core.read_namespaced_persistent_volume_claim,
+            core.patch_namespaced_persistent_volume_claim,
+        ),
+        "Job": ChildOperations(
+            batch.create_namespaced_job, batch.read_namespaced_job, batch.patch_namespaced_job
+        ),
+        "Deployment": ChildOperations(
+            apps.create_namespaced_deployment,
+            apps.read_namespaced_deployment,
+            apps.patch_namespaced_deployment,
+        ),
+    }
+    if kind not in table:
+        raise ValueError(f"the operator does not manage {kind} children")
+    return table[kind]
+
+
+def pick_paths(manifest: Manifest, paths: Sequence[str]) -> Manifest:
+    """A merge patch holding only ``paths`` of ``manifest`` (a path absent there becomes null: removed)."""
+    patch: Manifest = {}
+    for path in paths:
+        keys = path.split(".")
+        source: Any = manifest
+        for key in keys:
+            source = source.get(key) if isinstance(source, dict) else None
+        target = patch
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = source
+    return patch
+
+
+def is_controlled_by(existing: Manifest, owner_uid: str) -> bool:
+    refs = existing.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
+
+
+def applied_hash(manifest: Manifest) -> str | None:
+    annotations = manifest.get("metadata", {}).get("annotations") or {}
+    value = annotations.get(APPLIED_HASH_ANNOTATION)
+    return str(value) if value is not None else None
+
+
+def _read(ops: ChildOperations, name: str, namespace: str, timeout: float) -> Manifest | None:
+    try:
+        return decode(ops.read(name, namespace, _preload_content=False, _request_timeout=timeout))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def apply_child(cluster: ClusterClient, child: EnsureChild, owner_uid: str) -> ApplyOutcome:
+    """Ensure one child exists with the desired content; safe to repeat and to interrupt anywhere."""
+    desired = with_applied_hash(child.manifest)
+    name, namespace, kind = child.name, desired["metadata"]["namespace"], child.kind
+    ops = child_operations(cluster, kind)
+    timeout = cluster.request_timeout
+    existing = _read(ops, name, namespace, timeout)
+    if existing is None:
+        try:
+            ops.create(namespace, desired, _preload_content=False, _request_timeout=timeout)
+            return ApplyOutcome(kind, name, "created")
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            # Created meanwhile (another pass or a previous run of the operator): compare with it.
+            existing = _read(ops, name, namespace, timeout)
+            if existing is None:
+                raise
+    if not is_controlled_by(existing, owner_uid):
+        return ApplyOutcome(
+            kind,
+            name,
+            "conflict",
+            f"{kind} {name} exists and is not controlled by this object; left untouched",
+        )
+    wanted_hash = applied_hash(desired)
+    if applied_hash(existing) == wanted_hash:
+        return ApplyOutcome(kind, name, "unchanged")
+    if child.patchable is None:
+        patch = desired
+    else:
+        patch = pick_paths(desired, child.patchable)
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = wanted_hash
+    ops.patch(
+        name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False, _request_timeout=timeout
+    )
+    return ApplyOutcome(kind, name, "updated")
+
+
+def apply_plan(cluster: ClusterClient, children: Sequence[EnsureChild], owner_uid: str) -> list[ApplyOutcome]:
+    """Apply every child in order (volumes and config before the workloads that mount them)."""
+    return [apply_child(cluster, child, owner_uid) for child in children]

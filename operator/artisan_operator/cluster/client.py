@@ -1,0 +1,93 @@
+"""The Kubernetes client of the reconcilers, and kopf's login from the same credentials.
+
+Both come from :class:`~artisan_operator.settings.Settings`: ``kubeconfig`` set means that file,
+unset means the in-cluster service account. Calls are blocking (kubernetes client v37); async code
+runs them with :meth:`ClusterClient.run` on a dedicated thread pool sized like the HTTP pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from artisan_operator.settings import Settings
+
+T = TypeVar("T")
+
+MERGE_PATCH = "application/merge-patch+json"
+
+__all__ = ["MERGE_PATCH", "ApiException", "ClusterClient", "connection_info", "load_configuration"]
+
+
+def load_configuration(settings: Settings) -> k8s.Configuration:
+    """Client configuration from ``settings.kubeconfig`` or the in-cluster service account."""
+    configuration = k8s.Configuration()
+    if settings.kubeconfig is not None:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubeconfig), client_configuration=configuration, persist_config=False
+        )
+    else:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = settings.api_threads
+    return configuration
+
+
+def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
+    """The same credentials in kopf's shape (kopf talks to the API with its own aiohttp client)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, token = None, None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+class ClusterClient:
+    """Typed API groups over one connection pool, and a thread pool to call them from async code."""
+
+    def __init__(self, settings: Settings, configuration: k8s.Configuration | None = None) -> None:
+        self.configuration = configuration or load_configuration(settings)
+        self.api_client = k8s.ApiClient(self.configuration)
+        self.api_client.user_agent = "artisan-operator"
+        self.core = k8s.CoreV1Api(self.api_client)
+        self.apps = k8s.AppsV1Api(self.api_client)
+        self.batch = k8s.BatchV1Api(self.api_client)
+        self.custom = k8s.CustomObjectsApi(self.api_client)
+        self.request_timeout = settings.api_request_timeout_seconds
+        self._executor = ThreadPoolExecutor(max_workers=settings.api_threads, thread_name_prefix="k8s-api")
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call on the API thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+
+def decode(response: Any) -> dict[str, Any]:
+    """The JSON body of a raw (``_preload_content=False``) response, exactly as the server sent it."""
+    data: dict[str, Any] = json.loads(response.data)
+    return data

@@ -1,0 +1,35 @@
+"""What every handler reaches through ``memo``: settings, the cluster client, the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from artisan_operator.cluster import ClusterClient
+from artisan_operator.metrics.operator_metrics import OperatorMetrics
+from artisan_operator.metrics.server import MetricsServer
+from artisan_operator.settings import Settings
+
+CONTEXT_KEY = "artisan"
+
+
+@dataclass
+class OperatorContext:
+    settings: Settings
+    metrics: OperatorMetrics
+    cluster: ClusterClient | None = None
+    """Set by the startup handler (it needs the login settings first)."""
+    metrics_server: MetricsServer | None = None
+    """The /metrics server, when enabled (its ``port`` is the bound one)."""
+
+    def require_cluster(self) -> ClusterClient:
+        if self.cluster is None:
+            raise RuntimeError("the cluster client is not set up: the startup handler has not run")
+        return self.cluster
+
+
+def operator_context(memo: Any) -> OperatorContext:
+    context = memo[CONTEXT_KEY]
+    if not isinstance(context, OperatorContext):
+        raise TypeError(f"memo[{CONTEXT_KEY!r}] is not an OperatorContext")
+    return context

@@ -1,0 +1,60 @@
+"""Operator-wide activities: kopf's settings, the shared clients in ``memo``, login, cleanup."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from artisan_operator.cluster import ClusterClient, connection_info
+from artisan_operator.handlers.context import operator_context
+from artisan_operator.settings import Settings
+
+FINALIZER = "artisan.dev/finalizer"
+ANNOTATION_PREFIX = "artisan.dev"
+REPORTING_COMPONENT = "artisan-operator"
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
+    """Our finalizer and annotations instead of kopf's defaults; timeouts with their reasons in Settings."""
+    kopf_settings.persistence.finalizer = FINALIZER
+    # Handler progress and the last-handled spec live in annotations under artisan.dev, so kopf
+    # never writes into our status (which the CRD schema defines exactly).
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
+    kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
+    kopf_settings.watching.connect_timeout = settings.watch_connect_timeout_seconds
+    kopf_settings.posting.level = logging.getLevelName(settings.event_level)
+    kopf_settings.posting.reporting_component = REPORTING_COMPONENT
+    # Namespaced mode runs with a Role only: no cluster-wide CRD watch (resources are found once at
+    # start-up through discovery, which needs no RBAC).
+    kopf_settings.scanning.disabled = settings.namespace is not None
+
+
+async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    context = operator_context(memo)
+    configure_kopf(settings, context.settings)
+    if context.cluster is None:
+        context.cluster = ClusterClient(context.settings)
+
+
+async def operator_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with the credentials of the reconcilers' client (kubeconfig or in-cluster)."""
+    return connection_info(operator_context(memo).require_cluster().configuration)
+
+
+async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    context = operator_context(memo)
+    if context.cluster is not None:
+        context.cluster.close()
+        context.cluster = None
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    kopf.on.startup(id="operator_startup", registry=registry)(operator_startup)
+    kopf.on.login(id="operator_login", registry=registry)(operator_login)
+    kopf.on.cleanup(id="operator_cleanup", registry=registry)(operator_cleanup)

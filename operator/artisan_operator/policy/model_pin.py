@@ -1,0 +1,168 @@
+"""ModelPin decision (pure): the ensemble fleet's children and the status, from Deployment readiness.
+
+:func:`decide_model_pin` ensures the pin ConfigMap, the ensemble Deployment and Service, and the
+``pin.json`` key of the routing ConfigMap, and reads the phase from the observed Deployment
+(``desired`` is ``spec.replicas``; ``revision`` is the hash of the pinned set):
+
+| deployment observed                                | phase       | reason                   | kstatus     |
+|----------------------------------------------------|-------------|--------------------------|-------------|
+| absent                                             | Pending     | DeploymentCreated        | progressing |
+| Progressing=False, ProgressDeadlineExceeded        | Degraded    | ProgressDeadlineExceeded | stalled     |
+| observedGeneration < generation, other revision    | Progressing | RollingOut               | progressing |
+| updated, ready or available < desired              | Progressing | RollingOut               | progressing |
+| more pods than desired (old ones terminating)      | Progressing | RollingOut               | progressing |
+| otherwise                                          | Ready       | AllReplicasReady         | ready       |
+
+When the fleet is Ready on a revision that is not yet ``status.stable``, that revision becomes
+stable (recorded with its time) and the previous stable one moves to ``history`` (newest last,
+at most 10): records of past actions, the only part of the status read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from artisan_operator.api.model_pin import ModelPinPhase, ModelPinSpec, ModelPinStatus, PinnedRevision
+from artisan_operator.manifests.common import Owner
+from artisan_operator.manifests.ensemble import (
+    build_ensemble_deployment,
+    build_ensemble_service,
+    build_pin_configmap,
+    build_routing_configmap,
+    pin_revision,
+    resolved_image,
+)
+from artisan_operator.policy.conditions import KState, kstatus, merge_conditions, transition_events
+from artisan_operator.policy.plan import EnsureChild, Plan
+
+DEPLOYMENT_CREATED = "DeploymentCreated"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+ROLLING_OUT = "RollingOut"
+ALL_REPLICAS_READY = "AllReplicasReady"
+HISTORY_LIMIT = 10
+
+REQUEUE_SECONDS: dict[ModelPinPhase, float | None] = {
+    "Pending": 5.0,
+    "Progressing": 5.0,
+    "Ready": None,
+    "Degraded": 30.0,
+}
+
+ModelPinPlan = Plan[ModelPinStatus]
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    name: str
+    generation: int | None = None
+    observed_generation: int | None = None
+    revision: str | None = None
+    """The ``artisan.dev/revision`` label the Deployment carries."""
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    progress_deadline_exceeded: bool = False
+    progress_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelPinObservation:
+    deployment: DeploymentObservation | None = None
+
+
+@dataclass(frozen=True)
+class FleetVerdict:
+    phase: ModelPinPhase
+    state: KState
+    reason: str
+    message: str
+
+
+def assess_fleet(desired: int, revision: str, deployment: DeploymentObservation | None) -> FleetVerdict:
+    """The row of the module table that matches the observed Deployment."""
+    if deployment is None:
+        return FleetVerdict("Pending", "progressing", DEPLOYMENT_CREATED, "creating the ensemble Deployment")
+    if deployment.progress_deadline_exceeded:
+        detail = deployment.progress_message or "the rollout made no progress before its deadline"
+        return FleetVerdict("Degraded", "stalled", PROGRESS_DEADLINE_EXCEEDED, detail)
+    stale = (
+        deployment.generation is not None and (deployment.observed_generation or 0) < deployment.generation
+    )
+    if stale or deployment.revision != revision:
+        return FleetVerdict("Progressing", "progressing", ROLLING_OUT, f"rolling out revision {revision}")
+    counts = (deployment.updated_replicas, deployment.ready_replicas, deployment.available_replicas)
+    if min(counts) < desired or deployment.replicas > desired:
+        return FleetVerdict(
+            "Progressing",
+            "progressing",
+            ROLLING_OUT,
+            f"{deployment.ready_replicas}/{desired} replicas ready, {deployment.updated_replicas} updated",
+        )
+    return FleetVerdict("Ready", "ready", ALL_REPLICAS_READY, f"{desired}/{desired} replicas ready")
+
+
+def promote_stable(
+    previous: ModelPinStatus, spec: ModelPinSpec, revision: str, image: str, now: datetime
+) -> tuple[PinnedRevision, list[PinnedRevision]]:
+    """The stable record and history once ``revision`` serves; unchanged if it is already stable."""
+    if previous.stable is not None and previous.stable.revision == revision:
+        return previous.stable, list(previous.history)
+    stable = PinnedRevision(revision=revision, models=spec.models, policy=spec.policy, image=image, time=now)
+    history = list(previous.history)
+    if previous.stable is not None:
+        history = [*history, previous.stable][-HISTORY_LIMIT:]
+    return stable, history
+
+
+def decide_model_pin(
+    owner: Owner,
+    spec: ModelPinSpec,
+    observation: ModelPinObservation,
+    previous: ModelPinStatus,
+    *,
+    image: str,
+    now: datetime,
+) -> ModelPinPlan:
+    """Children and status of one ModelPin (see the module table)."""
+    image = resolved_image(spec, image)
+    revision = pin_revision(spec, image)
+    verdict = assess_fleet(spec.replicas, revision, observation.deployment)
+    children = (
+        EnsureChild(build_pin_configmap(owner, spec)),
+        EnsureChild(build_ensemble_deployment(owner, spec, image=image)),
+        EnsureChild(build_ensemble_service(owner)),
+        # Only the pin.json key: the Canary and ABExperiment loops own the other keys.
+        EnsureChild(
+            build_routing_configmap(owner, spec, revision=revision, mode_ceiling=previous.mode_ceiling),
+            patchable=("metadata.labels", "metadata.annotations", "data"),
+        ),
+    )
+    stable, history = previous.stable, list(previous.history)
+    if verdict.phase == "Ready":
+        stable, history = promote_stable(previous, spec, revision, image, now)
+    deployment = observation.deployment
+    status = previous.model_copy(
+        update={
+            "observed_generation": owner.generation,
+            "phase": verdict.phase,
+            "conditions": merge_conditions(
+                previous.conditions,
+                kstatus(verdict.state, verdict.reason, verdict.message),
+                now=now,
+                generation=owner.generation,
+            ),
+            "revision": revision,
+            "stable": stable,
+            "history": history,
+            "replicas": deployment.replicas if deployment else 0,
+            "ready_replicas": deployment.ready_replicas if deployment else 0,
+        }
+    )
+    return Plan(
+        status=status,
+        children=children,
+        events=transition_events(previous.conditions, verdict.reason, verdict.message, verdict.state),
+        requeue_after=REQUEUE_SECONDS[verdict.phase],
+    )
