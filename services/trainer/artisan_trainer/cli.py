@@ -1,0 +1,209 @@
+"""``artisan-trainer train``: the process the TrainingRun's Job runs.
+
+Every flag has an ``ARTISAN_TRAINER_*`` environment equivalent (``ARTISAN_TRAINER_CONFIG``,
+``ARTISAN_TRAINER_ENV``, ``ARTISAN_TRAINER_TOTAL_STEPS``, ``ARTISAN_TRAINER_CHECKPOINT_DIR``,
+``ARTISAN_TRAINER_METRICS_PORT``, ``ARTISAN_TRAINER_SUMMARY_JSON``, ``ARTISAN_TRAINER_RESUME``);
+runtime fields too (``ARTISAN_TRAINER_NUM_ENVS``, ``ARTISAN_TRAINER_SEED``, ...).
+
+Exit codes: 0 done (or stopped by SIGTERM after a checkpoint), 2 invalid configuration,
+3 rollbacks exhausted (the operator marks the run Failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from artisan_trainer.checkpoints import CheckpointError, atomic_write_bytes
+from artisan_trainer.config import ConfigError, TrainerConfig, apply_override, load_config
+from artisan_trainer.ppo import PPOTrainer, RollbackRecord, TrainingHooks, UpdateStats
+from artisan_trainer.server import MetricsServer, TrainerMetrics
+
+EXIT_OK, EXIT_CONFIG, EXIT_ROLLBACKS_EXHAUSTED = 0, 2, 3
+log = logging.getLogger("artisan_trainer")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"ARTISAN_TRAINER_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artisan-trainer", description="PPO trainer for Artisan")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a policy with PPO")
+    config_default = _env("CONFIG")
+    train.add_argument(
+        "--config",
+        action="append",
+        type=Path,
+        default=[Path(config_default)] if config_default else [],
+        help="YAML in the TrainingConfig wire shape (repeatable; later files win)",
+    )
+    train.add_argument("--env", default=_env("ENV"), help="gymnasium env id (overrides env.id)")
+    total = _env("TOTAL_STEPS")
+    train.add_argument(
+        "--total-steps", type=int, default=int(total) if total else None, help="overrides ppo.totalSteps"
+    )
+    train.add_argument(
+        "--checkpoint-dir", type=Path, default=_env("CHECKPOINT_DIR"), required=_env("CHECKPOINT_DIR") is None
+    )
+    train.add_argument("--resume", action="store_true", default=_env("RESUME", "") in {"1", "true", "yes"})
+    port = _env("METRICS_PORT")
+    train.add_argument(
+        "--metrics-port", type=int, default=int(port) if port else None, help="serve /metrics and /healthz"
+    )
+    train.add_argument("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"))
+    summary = _env("SUMMARY_JSON")
+    train.add_argument("--summary-json", type=Path, default=Path(summary) if summary else None)
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    train.add_argument("--progress", choices=["auto", "bar", "json"], default="auto")
+    return parser
+
+
+class JsonLogHooks(TrainingHooks):
+    """One JSON line per update (on stdout) plus lines for checkpoints and rollbacks."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_update(
+        self, stats: UpdateStats, raw: npt.NDArray[np.float32], norm: npt.NDArray[np.float32]
+    ) -> None:
+        if stats.update % self.every == 0:
+            print(json.dumps({"event": "update", **stats.__dict__}), flush=True)
+
+    def on_checkpoint(self, step: int, best_step: int | None) -> None:
+        print(json.dumps({"event": "checkpoint", "step": step, "best_step": best_step}), flush=True)
+
+    def on_rollback(self, record: RollbackRecord, total: int, exhausted: bool) -> None:
+        print(
+            json.dumps({"event": "rollback", **record.__dict__, "total": total, "exhausted": exhausted}),
+            flush=True,
+        )
+
+
+class BarHooks(TrainingHooks):
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+
+    def on_update(
+        self, stats: UpdateStats, raw: npt.NDArray[np.float32], norm: npt.NDArray[np.float32]
+    ) -> None:
+        self.bar.n = min(stats.step, int(self.bar.total or stats.step))
+        ret = "-" if stats.mean_return is None else f"{stats.mean_return:.1f}"
+        self.bar.set_postfix(
+            ret=ret, kl=f"{stats.approx_kl:.4f}", lr=f"{stats.learning_rate:.2e}", refresh=False
+        )
+        self.bar.refresh()
+
+    def on_rollback(self, record: RollbackRecord, total: int, exhausted: bool) -> None:
+        self.bar.write(
+            f"rollback #{total} at step {record.step}: {record.reason} → step {record.target_step}"
+        )
+
+
+class FanOut(TrainingHooks):
+    def __init__(self, *hooks: TrainingHooks) -> None:
+        self.hooks = hooks
+
+    def on_update(
+        self, stats: UpdateStats, raw: npt.NDArray[np.float32], norm: npt.NDArray[np.float32]
+    ) -> None:
+        for hook in self.hooks:
+            hook.on_update(stats, raw, norm)
+
+    def on_checkpoint(self, step: int, best_step: int | None) -> None:
+        for hook in self.hooks:
+            hook.on_checkpoint(step, best_step)
+
+    def on_rollback(self, record: RollbackRecord, total: int, exhausted: bool) -> None:
+        for hook in self.hooks:
+            hook.on_rollback(record, total, exhausted)
+
+    def on_episode_window(self, windows: dict[int, float]) -> None:
+        for hook in self.hooks:
+            hook.on_episode_window(windows)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainerConfig:
+    overrides = list(args.overrides)
+    if args.env:
+        overrides.insert(0, f"env.id={args.env}")
+    if args.total_steps is not None:
+        overrides.insert(0, f"ppo.totalSteps={args.total_steps}")
+    for text in overrides:  # fail fast on a malformed key before reading anything else
+        apply_override({}, text)
+    return load_config(args.config, overrides)
+
+
+def train(args: argparse.Namespace) -> int:
+    try:
+        config = resolve_config(args)
+    except ConfigError as exc:
+        print(f"artisan-trainer: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    metrics = TrainerMetrics()
+    server = (
+        MetricsServer(metrics, args.metrics_host, args.metrics_port).start()
+        if args.metrics_port is not None
+        else None
+    )
+    use_bar = args.progress == "bar" or (args.progress == "auto" and sys.stdout.isatty())
+    progress: TrainingHooks = (
+        BarHooks(config.ppo.total_steps) if use_bar else JsonLogHooks(config.runtime.log_every_updates)
+    )
+    stop = {"requested": False}
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop["requested"] = True  # finish the update, checkpoint, then exit
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        trainer = PPOTrainer(
+            config,
+            args.checkpoint_dir,
+            resume=args.resume,
+            hooks=FanOut(metrics, progress),
+            stop_requested=lambda: stop["requested"],
+        )
+        try:
+            summary = trainer.train(config.ppo.total_steps)
+        finally:
+            trainer.close()
+    except (CheckpointError, ValueError) as exc:
+        print(f"artisan-trainer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            server.stop()
+    document: dict[str, Any] = summary.to_json()
+    if args.summary_json is not None:
+        atomic_write_bytes(args.summary_json, (json.dumps(document, indent=2) + "\n").encode())
+    print(json.dumps({"event": "summary", **document}), flush=True)
+    return EXIT_ROLLBACKS_EXHAUSTED if summary.status == "rollbacks_exhausted" else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format='{"level": "%(levelname)s", "message": "%(message)s"}')
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return train(args)
+    return EXIT_CONFIG  # pragma: no cover - argparse requires a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,615 @@
+"""PPO in one readable loop: config → env → agent → rollout → update (after CleanRL's ppo.py).
+
+The math lives in :mod:`artisan_trainer.algo`, the schedules in :mod:`.schedules`, reward scaling
+in :mod:`.normalization`, checkpoints in :mod:`.checkpoints` and the rollback decisions in
+:mod:`.rollback`; this module wires them together in :meth:`PPOTrainer.train`.
+
+Speed notes: torch runs single-threaded by default (tiny MLPs lose to threading overhead), rollout
+buffers are preallocated, log-probabilities and entropies are computed directly from logits (no
+distribution objects), and the actor and critic are evaluated once per step.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor, nn
+
+from artisan_trainer import env as _fragrance_env  # registers artisan/Fragrance-v0
+from artisan_trainer.algo import (
+    approx_kl,
+    categorical_logp_entropy,
+    clip_fraction,
+    clipped_surrogate_loss,
+    compute_gae,
+    explained_variance,
+    gaussian_logp_entropy,
+    normalize_advantages,
+    value_loss,
+)
+from artisan_trainer.checkpoints import CheckpointManager
+from artisan_trainer.config import TrainerConfig
+from artisan_trainer.envstate import restore_env, snapshot_env
+from artisan_trainer.normalization import RewardNormalizer
+from artisan_trainer.rollback import (
+    Anomaly,
+    DetectorSettings,
+    DetectorState,
+    can_roll_back,
+    choose_rollback_target,
+    detect_reward_drop,
+    learning_rate_scale_after,
+    observe_update,
+    reset_streaks,
+)
+from artisan_trainer.schedules import entropy_coef_at, learning_rate_at
+
+_fragrance_env.register()
+
+RETURN_WINDOW = 100
+"""Episodes behind ``mean_return_last_100`` and the best-checkpoint score."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment and agent
+# ---------------------------------------------------------------------------------------------
+def make_vector_env(env_id: str, env_kwargs: dict[str, Any], num_envs: int) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` copies of ``env_id``; a finished episode is reset in the same step (final obs in info)."""
+
+    def make() -> gym.Env[Any, Any]:
+        try:
+            return gym.make(env_id, **env_kwargs)
+        except (gym.error.Error, TypeError) as exc:
+            raise ValueError(f"env: cannot make {env_id!r}: {exc}") from exc
+
+    return gym.vector.SyncVectorEnv(
+        [make for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+
+
+def _mlp(sizes: list[int], out: int, out_gain: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        layers += [_init(nn.Linear(fan_in, fan_out), math.sqrt(2)), nn.Tanh()]
+    layers.append(_init(nn.Linear(sizes[-1], out), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs; categorical policy for Discrete, diagonal Gaussian for Box."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space[Any], hidden: list[int]) -> None:
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if self.discrete:
+            assert isinstance(action_space, gym.spaces.Discrete)
+            n_out = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.Box):
+            n_out = int(np.prod(action_space.shape))
+        else:
+            raise ValueError(f"unsupported action space {action_space}: use Discrete or Box")
+        self.critic = _mlp([obs_dim, *hidden], 1, 1.0)
+        self.actor = _mlp([obs_dim, *hidden], n_out, 0.01)
+        self.log_std = nn.Parameter(torch.zeros(n_out), requires_grad=not self.discrete)
+
+    def value(self, obs: Tensor) -> Tensor:
+        values: Tensor = self.critic(obs)
+        return values.squeeze(-1)
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample actions; returns (action, log-probability, value)."""
+        out = self.actor(obs)
+        if self.discrete:
+            action = torch.multinomial(out.softmax(-1), 1).squeeze(-1)
+            logp, _ = categorical_logp_entropy(out, action)
+        else:
+            action = out + torch.randn_like(out) * self.log_std.exp()
+            logp, _ = gaussian_logp_entropy(out, self.log_std, action)
+        return action, logp, self.value(obs)
+
+    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log-probability, entropy, value) of given actions under the current policy."""
+        out = self.actor(obs)
+        if self.discrete:
+            logp, entropy = categorical_logp_entropy(out, actions)
+        else:
+            logp, entropy = gaussian_logp_entropy(out, self.log_std, actions)
+        return logp, entropy, self.value(obs)
+
+
+# ---------------------------------------------------------------------------------------------
+# What one update reports, and what a run returns
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UpdateStats:
+    update: int
+    step: int
+    learning_rate: float
+    entropy_coef: float
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    explained_variance: float
+    mean_return: float | None
+    episodes: int
+    sps: float
+    reward_raw_mean: float
+    reward_normalized_mean: float
+    normalizer_mean: float
+    normalizer_std: float
+
+
+@dataclass
+class RollbackRecord:
+    step: int
+    reason: str
+    target_step: int
+    target_checkpoint: str
+    detail: str
+
+
+@dataclass
+class TrainingSummary:
+    env: str
+    total_steps: int
+    requested_total_steps: int
+    updates: int
+    episodes: int
+    mean_return_last_100: float | None
+    sps: float
+    wall_seconds: float
+    device: str
+    status: str
+    rollbacks: list[RollbackRecord] = field(default_factory=list)
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainingHooks:
+    """Callbacks for progress reporting and metrics (all optional no-ops)."""
+
+    def on_update(
+        self, stats: UpdateStats, raw: npt.NDArray[np.float32], norm: npt.NDArray[np.float32]
+    ) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, best_step: int | None) -> None:
+        pass
+
+    def on_rollback(self, record: RollbackRecord, total: int, exhausted: bool) -> None:
+        pass
+
+    def on_episode_window(self, windows: dict[int, float]) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+class PPOTrainer:
+    def __init__(
+        self,
+        config: TrainerConfig,
+        checkpoint_dir: Path,
+        *,
+        resume: bool = False,
+        hooks: TrainingHooks | None = None,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        # -- config ------------------------------------------------------------------------
+        self.config = config
+        self.hooks = hooks or TrainingHooks()
+        self.stop_requested = stop_requested
+        runtime = config.runtime
+        if runtime.torch_threads:
+            torch.set_num_threads(runtime.torch_threads)
+        use_cuda = runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available())
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        torch.manual_seed(runtime.seed)
+        self.shuffle_rng = torch.Generator().manual_seed(runtime.seed)
+
+        # -- env -----------------------------------------------------------------------------
+        self.num_envs = runtime.num_envs
+        self.envs = make_vector_env(config.env.id, dict(config.env.config), self.num_envs)
+        obs_space = self.envs.single_observation_space
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise ValueError(
+                f"env.id: {config.env.id} has a {obs_space} observation space; PPO here needs Box"
+            )
+        self.obs_shape = obs_space.shape
+        action_space = self.envs.single_action_space
+        self.envs.action_space.seed(runtime.seed)
+        obs, _ = self.envs.reset(seed=runtime.seed)
+        self.next_obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+
+        # -- agent ---------------------------------------------------------------------------
+        self.agent = Agent(int(np.prod(self.obs_shape)), action_space, runtime.hidden_sizes).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.agent.parameters(), lr=config.ppo.learning_rate.initial, eps=1e-5
+        )
+        self.discrete = self.agent.discrete
+        if isinstance(action_space, gym.spaces.Box):
+            self.action_low = np.asarray(action_space.low, dtype=np.float32)
+            self.action_high = np.asarray(action_space.high, dtype=np.float32)
+        self.action_shape: tuple[int, ...] = () if self.discrete else tuple(action_space.shape or ())
+        self.normalizer = RewardNormalizer(config.reward_normalization, self.num_envs, config.ppo.gamma)
+
+        # -- rollout buffers (preallocated) ----------------------------------------------------
+        steps, n = config.steps_per_env, self.num_envs
+        self.obs_buf = self._zeros(steps, n, *self.obs_shape)
+        self.actions_buf = self._zeros(steps, n, *self.action_shape)
+        self.logp_buf = self._zeros(steps, n)
+        self.values_buf = self._zeros(steps, n)
+        self.rewards_np = np.zeros((steps, n), dtype=np.float32)
+        self.raw_rewards_np = np.zeros((steps, n), dtype=np.float32)
+        self.dones_np = np.zeros((steps, n), dtype=np.float32)
+
+        # -- bookkeeping -----------------------------------------------------------------------
+        self.step = 0
+        self.update = 0
+        self.episode_return = np.zeros(n, dtype=np.float64)
+        history = config.rollback.window + config.rollback.baseline_window
+        self.returns: collections.deque[float] = collections.deque(maxlen=max(history, RETURN_WINDOW))
+        self.return_end_steps: collections.deque[int] = collections.deque(maxlen=self.returns.maxlen)
+        self.episodes = 0
+        self.lr_scale = 1.0
+        self.rollbacks: list[RollbackRecord] = []
+        self.detector = DetectorState()
+        self.detector_settings = DetectorSettings.from_spec(
+            config.rollback,
+            kl_consecutive=runtime.kl_consecutive_updates,
+            loss_consecutive=runtime.loss_spike_consecutive_updates,
+            loss_floor=runtime.value_loss_floor,
+        )
+        self.checkpoints = CheckpointManager(
+            checkpoint_dir, config.checkpoints.keep, config.checkpoints.keep_best
+        )
+        self.last_checkpoint_step = -1
+        self.injected_anomalies: dict[int, Anomaly] = {}
+        """Test hook: update number → anomaly reported as if a detector had fired."""
+
+        resumed = self.checkpoints.load_latest_valid() if resume else None
+        if resumed is not None:
+            self._restore(resumed, keep_rollback_history=False)
+        else:
+            self._save_checkpoint()  # step 0: there is always a rollback target
+
+    def _zeros(self, *shape: int) -> Tensor:
+        return torch.zeros(shape, dtype=torch.float32, device=self.device)
+
+    # -----------------------------------------------------------------------------------------
+    @property
+    def mean_return(self) -> float | None:
+        if not self.returns:
+            return None
+        recent = list(self.returns)[-RETURN_WINDOW:]
+        return float(np.mean(recent))
+
+    def train(self, total_steps: int | None = None) -> TrainingSummary:
+        """Run updates until ``total_steps`` environment steps (or a stop); returns the summary."""
+        config, ppo = self.config, self.config.ppo
+        total = total_steps if total_steps is not None else ppo.total_steps
+        start_time, start_step = time.perf_counter(), self.step
+        status = "completed"
+        while self.step < total:
+            if self.stop_requested():
+                status = "interrupted"
+                self._save_checkpoint(force=True)
+                break
+            update_start = time.perf_counter()
+            # 1. schedules: learning rate (scaled down after rollbacks) and entropy coefficient
+            learning_rate = learning_rate_at(ppo.learning_rate, self.step) * self.lr_scale
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate
+            entropy_coef = entropy_coef_at(ppo.entropy, self.step)
+
+            # 2. rollout
+            last_values = self._collect_rollout()
+
+            # 3. advantages
+            rewards = torch.from_numpy(self.rewards_np).to(self.device)
+            dones = torch.from_numpy(self.dones_np).to(self.device)
+            advantages, returns = compute_gae(
+                rewards, self.values_buf, dones, last_values, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda
+            )
+
+            # 4. update
+            losses = self._update(advantages, returns, entropy_coef)
+            self.update += 1
+            stats = UpdateStats(
+                update=self.update,
+                step=self.step,
+                learning_rate=learning_rate,
+                entropy_coef=entropy_coef,
+                policy_loss=losses["policy_loss"],
+                value_loss=losses["value_loss"],
+                entropy=losses["entropy"],
+                approx_kl=losses["approx_kl"],
+                clip_fraction=losses["clip_fraction"],
+                explained_variance=explained_variance(self.values_buf.flatten(), returns.flatten()),
+                mean_return=self.mean_return,
+                episodes=self.episodes,
+                sps=ppo.steps_per_update / max(time.perf_counter() - update_start, 1e-9),
+                reward_raw_mean=float(self.raw_rewards_np.mean()),
+                reward_normalized_mean=float(self.rewards_np.mean()),
+                normalizer_mean=self.normalizer.mean,
+                normalizer_std=self.normalizer.std,
+            )
+            self.hooks.on_update(stats, self.raw_rewards_np, self.rewards_np)
+            self.hooks.on_episode_window(self._reward_windows())
+
+            # 5. stability: roll back on an anomaly, otherwise checkpoint on schedule
+            anomaly = self._detect(stats)
+            if anomaly is not None:
+                if not self._roll_back(anomaly):
+                    status = "rollbacks_exhausted"
+                    break
+                continue
+            if (
+                self.step // config.checkpoints.interval
+                > self.last_checkpoint_step // config.checkpoints.interval
+            ):
+                self._save_checkpoint()
+        elapsed = time.perf_counter() - start_time
+        return self._summary(total, status, (self.step - start_step) / max(elapsed, 1e-9), elapsed)
+
+    # -----------------------------------------------------------------------------------------
+    def _collect_rollout(self) -> Tensor:
+        """Fill the buffers with stepsPerUpdate environment steps; returns V(next obs)."""
+        gamma = self.config.ppo.gamma
+        for t in range(self.config.steps_per_env):
+            self.obs_buf[t] = self.next_obs
+            with torch.no_grad():
+                action, logp, value = self.agent.act(self.next_obs)
+            self.actions_buf[t] = action
+            self.logp_buf[t] = logp
+            self.values_buf[t] = value
+            env_action = action.cpu().numpy()
+            if not self.discrete:
+                env_action = np.clip(env_action, self.action_low, self.action_high)
+            obs, reward, terminated, truncated, info = self.envs.step(env_action)
+            self.step += self.num_envs
+            done = terminated | truncated
+            self._track_episodes(reward, done)
+            scaled = self.normalizer(reward.astype(np.float64), done)
+            if truncated.any():
+                # Bootstrap a time-limit cut from V(final obs): the episode did not really end.
+                cut = np.flatnonzero(truncated & ~terminated)
+                if len(cut):
+                    final = np.stack([info["final_obs"][i] for i in cut])
+                    with torch.no_grad():
+                        final_values = self.agent.value(
+                            torch.as_tensor(final, dtype=torch.float32, device=self.device)
+                        )
+                    scaled = scaled.copy()
+                    scaled[cut] += gamma * final_values.cpu().numpy()
+            self.raw_rewards_np[t] = reward
+            self.rewards_np[t] = scaled
+            self.dones_np[t] = done
+            self.next_obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            return self.agent.value(self.next_obs)
+
+    def _track_episodes(self, reward: npt.NDArray[Any], done: npt.NDArray[np.bool_]) -> None:
+        self.episode_return += reward
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.returns.append(float(self.episode_return[i]))
+                self.return_end_steps.append(self.step)
+                self.episodes += 1
+            self.episode_return[done] = 0.0
+
+    def _update(self, advantages: Tensor, returns: Tensor, entropy_coef: float) -> dict[str, float]:
+        """Epochs × minibatches of clipped-surrogate updates; returns the mean losses and diagnostics."""
+        ppo, runtime = self.config.ppo, self.config.runtime
+        b_obs = self.obs_buf.reshape(-1, *self.obs_shape)
+        b_actions = self.actions_buf.reshape(-1, *self.action_shape)
+        b_logp = self.logp_buf.reshape(-1)
+        b_values = self.values_buf.reshape(-1)
+        b_adv = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        batch = b_obs.shape[0]
+        value_clip = ppo.clip_range if runtime.clip_value_loss else None
+        totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
+        minibatches = 0
+        params = list(self.agent.parameters())
+        for _epoch in range(ppo.epochs):
+            order = torch.randperm(batch, generator=self.shuffle_rng).to(self.device)
+            for start in range(0, batch, ppo.batch_size):
+                idx = order[start : start + ppo.batch_size]
+                new_logp, entropy, new_values = self.agent.evaluate(b_obs[idx], b_actions[idx])
+                adv = normalize_advantages(b_adv[idx]) if runtime.normalize_advantages else b_adv[idx]
+                pg_loss = clipped_surrogate_loss(new_logp, b_logp[idx], adv, ppo.clip_range)
+                v_loss = value_loss(new_values, b_values[idx], b_returns[idx], value_clip)
+                entropy_mean = entropy.mean()
+                loss = pg_loss - entropy_coef * entropy_mean + runtime.vf_coef * v_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                nn.utils.clip_grad_norm_(params, runtime.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    totals["policy_loss"] += float(pg_loss)
+                    totals["value_loss"] += float(v_loss)
+                    totals["entropy"] += float(entropy_mean)
+                    totals["clip_fraction"] += float(clip_fraction(new_logp, b_logp[idx], ppo.clip_range))
+                minibatches += 1
+        out = {key: value / minibatches for key, value in totals.items()}
+        with torch.no_grad():  # KL of the final policy against the rollout policy, on the whole batch
+            final_logp, _, _ = self.agent.evaluate(b_obs, b_actions)
+            out["approx_kl"] = float(approx_kl(b_logp, final_logp))
+        return out
+
+    # -----------------------------------------------------------------------------------------
+    def _reward_windows(self) -> dict[int, float]:
+        windows: dict[int, float] = {}
+        values = list(self.returns)
+        for size in (self.config.rollback.window, self.config.rollback.baseline_window):
+            if values:
+                windows[size] = float(np.mean(values[-size:]))
+        return windows
+
+    def _detect(self, stats: UpdateStats) -> Anomaly | None:
+        injected = self.injected_anomalies.pop(self.update, None)
+        if not self.config.rollback.enabled:
+            return None
+        self.detector, anomaly = observe_update(
+            self.detector, self.step, stats.approx_kl, stats.value_loss, self.detector_settings
+        )
+        if anomaly is None:
+            anomaly = detect_reward_drop(
+                list(self.returns), list(self.return_end_steps), self.config.rollback
+            )
+        return injected or anomaly
+
+    def _roll_back(self, anomaly: Anomaly) -> bool:
+        """Restore the target checkpoint; False when no rollback is left (or no target exists)."""
+        spec = self.config.rollback
+        target = choose_rollback_target(self.checkpoints.steps, anomaly.since_step, spec.steps_back)
+        exhausted = not can_roll_back(len(self.rollbacks), spec)
+        state = (
+            None if exhausted or target is None else self.checkpoints.load_latest_valid(at_or_before=target)
+        )
+        if state is None:
+            self.hooks.on_rollback(
+                RollbackRecord(self.step, anomaly.reason.value, -1, "", anomaly.detail),
+                len(self.rollbacks),
+                True,
+            )
+            return False
+        record = RollbackRecord(
+            step=self.step,
+            reason=anomaly.reason.value,
+            target_step=int(state["step"]),
+            target_checkpoint=f"ckpt-{int(state['step']):012d}.pt",
+            detail=anomaly.detail,
+        )
+        history = [*self.rollbacks, record]
+        self._restore(state, keep_rollback_history=True)
+        self.rollbacks = history
+        self.lr_scale = learning_rate_scale_after(len(history), self.config.runtime.rollback_lr_factor)
+        self.detector = reset_streaks(self.detector)
+        self.checkpoints.discard_after(self.step)
+        self.last_checkpoint_step = self.step
+        self.hooks.on_rollback(record, len(history), not can_roll_back(len(history), spec))
+        return True
+
+    # -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizer, normalizer, RNGs, envs, counters."""
+        return {
+            "policy": {
+                "actor": self.agent.actor.state_dict(),
+                "log_std": self.agent.log_std.detach().clone(),
+            },
+            "value": self.agent.critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedules": {"lr_scale": self.lr_scale},
+            "normalizer": self.normalizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": self.shuffle_rng.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            },
+            "trainer": {
+                "update": self.update,
+                "episodes": self.episodes,
+                "episode_return": torch.from_numpy(self.episode_return.copy()),
+                "returns": list(self.returns),
+                "return_end_steps": list(self.return_end_steps),
+                "detector": dataclasses.asdict(self.detector),
+                "rollbacks": [dataclasses.asdict(r) for r in self.rollbacks],
+            },
+            "env": {
+                "next_obs": self.next_obs.cpu(),
+                "envs": [snapshot_env(env) for env in self.envs.envs],
+            },
+            "config": json.dumps(self.config.to_wire(), sort_keys=True),
+        }
+
+    def _restore(self, state: dict[str, Any], keep_rollback_history: bool) -> None:
+        self.agent.actor.load_state_dict(state["policy"]["actor"])
+        with torch.no_grad():
+            self.agent.log_std.copy_(state["policy"]["log_std"])
+        self.agent.critic.load_state_dict(state["value"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scale = float(state["schedules"]["lr_scale"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.shuffle_rng.set_state(state["rng"]["shuffle"])
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        trainer = state["trainer"]
+        self.step = int(state["step"])
+        self.update = int(trainer["update"])
+        self.episodes = int(trainer["episodes"])
+        self.episode_return = trainer["episode_return"].numpy().copy()
+        self.returns.clear()
+        self.returns.extend(trainer["returns"])
+        self.return_end_steps.clear()
+        self.return_end_steps.extend(trainer["return_end_steps"])
+        self.detector = DetectorState(**trainer["detector"])
+        if not keep_rollback_history:
+            self.rollbacks = [RollbackRecord(**r) for r in trainer["rollbacks"]]
+        self.next_obs = state["env"]["next_obs"].to(self.device)
+        for env, snapshot in zip(self.envs.envs, state["env"]["envs"], strict=True):
+            restore_env(env, snapshot)
+        self.last_checkpoint_step = self.step
+
+    def _save_checkpoint(self, force: bool = False) -> None:
+        if self.last_checkpoint_step == self.step and not force:
+            return
+        self.checkpoints.save(self.state_dict(), self.step, self.mean_return)
+        self.last_checkpoint_step = self.step
+        best = self.checkpoints.best
+        self.hooks.on_checkpoint(self.step, best.step if best else None)
+
+    def _summary(self, total: int, status: str, sps: float, elapsed: float) -> TrainingSummary:
+        best = self.checkpoints.best
+        latest = self.checkpoints.latest
+        return TrainingSummary(
+            env=self.config.env.id,
+            total_steps=self.step,
+            requested_total_steps=total,
+            updates=self.update,
+            episodes=self.episodes,
+            mean_return_last_100=self.mean_return,
+            sps=sps,
+            wall_seconds=elapsed,
+            device=self.device.type,
+            status=status,
+            rollbacks=list(self.rollbacks),
+            checkpoints={
+                "directory": str(self.checkpoints.directory),
+                "latest_step": latest.step if latest else None,
+                "best_step": best.step if best else None,
+                "best_mean_return": best.mean_return if best else None,
+                "kept": [r.file for r in self.checkpoints.records],
+                "refused": list(self.checkpoints.refused),
+            },
+        )
+
+    def close(self) -> None:
+        self.envs.close()
