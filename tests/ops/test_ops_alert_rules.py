@@ -97,7 +97,7 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
 @pytest.mark.parametrize(
     ("original", "broken"),
     [
-        ("unless (rl_entropy_coefficient <= rl_entropy_coefficient_final)", ""),
+        ("unless on (namespace, pod)", "and on (namespace, pod)"),
         ("model_health_status == 0", "model_health_status == 1"),
     ],
 )

@@ -28,6 +28,8 @@ HISTOGRAMS = {
     "artisan_queue_wait_seconds",
     "artisan_time_to_first_token_seconds",
     "artisan_reconcile_time_seconds",
+    "rl_reward_raw",
+    "rl_reward_normalized",
 }
 KNOWN_METRICS = HISTOGRAMS | {
     # ensemble (artisan_ensemble/metrics.py)
@@ -61,8 +63,17 @@ KNOWN_METRICS = HISTOGRAMS | {
     "artisan_gateway_upstream_errors_total",
     "artisan_gateway_routing_reloads_total",
     "artisan_gateway_routing_loaded_timestamp_seconds",
-    # trainer
+    # trainer (artisan_trainer/server.py)
     "ppo_entropy_coef",
+    "ppo_entropy",
+    "ppo_update",
+    "ppo_policy_loss",
+    "ppo_value_loss",
+    "ppo_explained_variance",
+    "ppo_steps_per_second",
+    "ppo_last_checkpoint_step",
+    "ppo_best_checkpoint_step",
+    "artisan_trainer_rollbacks_exhausted",
     "ppo_learning_rate",
     "ppo_training_step",
     "ppo_approx_kl",
@@ -76,6 +87,7 @@ KNOWN_METRICS = HISTOGRAMS | {
     "rl_clip_frac",
     # operator
     "artisan_reconcile_total",
+    "artisan_reconcile_errors_total",
     "artisan_resource_generation",
     "artisan_canary_weight",
     "artisan_canary_step_index",
@@ -83,6 +95,21 @@ KNOWN_METRICS = HISTOGRAMS | {
     "artisan_abexperiment_srm",
     "artisan_modelpin_downshifted",
 }
+
+# Not exported yet: asked of their owners (ensemble, trainer, operator/control) in the ops report.
+REQUESTED_METRICS = {
+    "artisan_queue_capacity",
+    "artisan_gpu_memory_used_bytes",
+    "artisan_gpu_memory_total_bytes",
+    "rl_entropy_coefficient_final",
+    "artisan_resource_generation",
+    "artisan_canary_weight",
+    "artisan_canary_step_index",
+    "artisan_canary_aborted",
+    "artisan_abexperiment_srm",
+    "artisan_modelpin_downshifted",
+}
+_DECLARATION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
 
 _KEYWORDS = {
     "and",
@@ -228,3 +255,37 @@ def test_a_broken_query_is_caught(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert metric_names("ifra_violation_total") - KNOWN_METRICS == {"ifra_violation_total"}
+
+
+def exported_metrics() -> set[str]:
+    """Metric names declared with prometheus_client anywhere in our packages (counters get _total)."""
+    names = set()
+    for path in [*(ROOT / "operator").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
+        for kind, name in _DECLARATION.findall(path.read_text()):
+            names.add(name if kind != "Counter" or name.endswith("_total") else f"{name}_total")
+    return names
+
+
+def test_known_metrics_are_exported_by_our_code_or_explicitly_requested() -> None:
+    exported = exported_metrics()
+    assert KNOWN_METRICS - exported == REQUESTED_METRICS - exported
+    assert REQUESTED_METRICS <= KNOWN_METRICS
+
+
+SEED_METRIC_NAMES = {
+    "llm_brief_elapsed_ms",
+    "ab_test_requests_total",
+    "model_health_status",
+    "hybrid_switch_total",
+    "ifra_violations_total",
+    "allergen_hits_total",
+    "ifra_compliance_rate",
+    "rl_entropy_coefficient",
+    "rl_checkpoint_rollback_total",
+    "rl_reward_ma",
+}
+
+
+def test_the_seeds_metric_names_stay_available() -> None:
+    # Users' existing dashboards and alerts query these: exported directly or recorded by the rules.
+    assert SEED_METRIC_NAMES - (exported_metrics() | recorded_names()) == set()
