@@ -28,12 +28,20 @@ class OperatorCrashedError(RuntimeError):
     """The operator's coroutine ended with an exception (chained as the cause)."""
 
 
-def artisan_operator_main(kubeconfig: Path, namespace: str | None = None) -> OperatorMain:
-    """Artisan's own operator against a kubeconfig, with its metrics port disabled."""
+def artisan_operator_main(
+    kubeconfig: Path, namespace: str | None = None, *, metrics: bool = False
+) -> OperatorMain:
+    """Artisan's own operator against a kubeconfig, without its metrics server (unless asked)."""
     from artisan_operator.main import run_operator
     from artisan_operator.settings import Settings
 
-    settings = Settings(kubeconfig=kubeconfig, namespace=namespace, metrics_port=0)
+    settings = Settings(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        metrics_enabled=metrics,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+    )
 
     def main(stop_flag: threading.Event, ready_flag: threading.Event) -> Coroutine[Any, Any, Any]:
         return run_operator(settings, stop_flag=stop_flag, ready_flag=ready_flag)

@@ -1,0 +1,43 @@
+"""``artisan sandbox demo``: run the whole control plane on this machine (see sandbox/demo.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+
+def register(subparsers: Any) -> None:
+    sandbox = subparsers.add_parser("sandbox", help="the embedded sandbox: emulated API + operator")
+    commands = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="apply the samples with the operator running; exit 0 if all reach their expected state",
+    )
+    demo.add_argument(
+        "--samples", type=Path, default=Path("configs/samples"), help="directory of sample YAMLs"
+    )
+    demo.add_argument("--crds", type=Path, default=Path("crds"), help="directory of CRD YAMLs to register")
+    demo.add_argument(
+        "--timeout", type=float, default=45.0, help="seconds for every sample to reach its state"
+    )
+    demo.add_argument("--verbose", action="store_true", help="show the operator's log")
+    demo.set_defaults(func=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from artisan_operator.sandbox.demo import run_demo
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.timeout <= 0:
+        raise SystemExit("--timeout must be positive")
+    # A wide table when piped (make demo in CI logs); the terminal's width otherwise.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    return run_demo(args.samples, args.crds, args.timeout, console)
