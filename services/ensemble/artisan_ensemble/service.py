@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from artisan_common.catalog import IngredientCatalog
@@ -27,7 +28,7 @@ from artisan_ensemble.api.models import (
     ModeDecision,
     ValidationOut,
 )
-from artisan_ensemble.ensemble.admission import AdmissionController
+from artisan_ensemble.ensemble.admission import AdmissionController, OverloadedError, Ticket
 from artisan_ensemble.ensemble.breaker import BREAKER_STATE_VALUE, BreakerState, CircuitBreaker
 from artisan_ensemble.ensemble.brief import Brief, BriefSource, Language
 from artisan_ensemble.ensemble.cache import ResponseCache, adaptive_ttl, cache_key
@@ -115,6 +116,9 @@ class EnsembleService:
         }
         for role in ROLES:
             self._on_breaker_change(role, BreakerState.CLOSED)
+        metrics.queue_size.set_function(lambda: self.admission.waiting)
+        metrics.running.set_function(lambda: self.admission.running)
+        metrics.cache_entries.set_function(lambda: len(self.cache))
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -202,21 +206,29 @@ class EnsembleService:
                 }
             )
         self.metrics.cache_misses.inc()
-        async with self.admission.admit() as ticket:
-            self._update_queue_gauges()
+        async with self.admit() as ticket:
             self.metrics.queue_wait.observe(ticket.queued_seconds)
-            try:
-                response = await self._answer(text, requested, language, key, started)
-            finally:
-                self._update_queue_gauges()
+            response = await self._answer(text, requested, language, key, started)
         self.metrics.end_to_end.labels(endpoint="briefs").observe(self.clock() - started)
         self.metrics.brief_elapsed_ms.labels(mode=response.mode.served).observe(response.elapsed_ms)
         return response
 
-    def _update_queue_gauges(self) -> None:
-        self.metrics.queue_size.set(self.admission.waiting)
-        self.metrics.running.set(self.admission.running)
-        self.metrics.cache_entries.set(len(self.cache))
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[Ticket]:
+        """A generation slot, or OverloadedError (429) when the bounded queue is full."""
+        try:
+            admission = self.admission.admit()
+            ticket = await admission.__aenter__()
+        except OverloadedError:
+            self.metrics.rejected.labels(reason="overload").inc()
+            raise
+        try:
+            yield ticket
+        except BaseException as error:
+            await admission.__aexit__(type(error), error, error.__traceback__)
+            raise
+        else:
+            await admission.__aexit__(None, None, None)
 
     async def _answer(
         self, text: str, requested: Mode, language: Language | None, key: str, started: float

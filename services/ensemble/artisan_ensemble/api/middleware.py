@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artisan_ensemble.metrics import HttpMetrics
@@ -72,13 +71,12 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
 
-    def _route(self, scope: Scope) -> str:
-        router = getattr(scope.get("app"), "router", None)
-        for route in getattr(router, "routes", ()):
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return str(getattr(route, "path", "other"))
-        return "other"
+    @staticmethod
+    def _route(scope: Scope) -> str:
+        # The router records the matched route in the (shared) scope; unmatched paths share one label
+        # so random URLs cannot blow up the metric's cardinality.
+        route = scope.get("route")
+        return str(getattr(route, "path", "other")) if route is not None else "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

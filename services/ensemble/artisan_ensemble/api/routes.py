@@ -179,7 +179,8 @@ async def submit_feedback(body: FeedbackRequest, service: Service, rt: Runtime) 
         return (reason.value if reason is not None else None), stored
 
     reason, stored = await asyncio.to_thread(curate_and_store)
-    service.metrics.record_curation(reason or "accepted")
+    if stored:  # an idempotent retry is not a new sample
+        service.metrics.record_curation(reason or "accepted")
     result = FeedbackResponse(
         sample_id=sample.sample_id, accepted=reason is None, stored=stored, reason=reason
     )
@@ -236,7 +237,7 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
-        async with service.admission.admit():
+        async with service.admit():
             try:
                 text = await service.call_model(
                     "primary", request.prompt, "fast", _params(request), request.deadline
@@ -255,7 +256,7 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             }
         )
-    admission = service.admission.admit()
+    admission = service.admit()
     await admission.__aenter__()
 
     async def events() -> AsyncIterator[bytes]:
