@@ -10,7 +10,8 @@ Each trigger is built to ignore noise:
 |                    | only the value loss is judged, and the floor keeps a tiny baseline from firing) |
 | ``reward_drop``    | mean return of the last ``window`` episodes is below the mean of the          |
 |                    | ``baselineWindow`` episodes before them by more than ``rewardDropFraction`` × |
-|                    | |baseline| (sign-aware) *and* by more than 3 standard errors of the recent mean |
+|                    | |baseline| (sign-aware) *and* by more than 3 standard errors of the difference |
+|                    | of the two means (noisy returns need a bigger drop)                           |
 
 Where to go back: checkpoints saved at or after the step where the anomaly began are suspect;
 ``stepsBack = 1`` picks the newest checkpoint before that step, 2 the one before it, and so on.
@@ -42,7 +43,7 @@ EMA_ALPHA = 0.1
 MIN_UPDATES_FOR_LOSS_BASELINE = 3
 """Value-loss spikes are judged only after this many updates have built the baseline."""
 NOISE_STANDARD_ERRORS = 3.0
-"""A reward drop must also exceed this many standard errors of the recent window's mean."""
+"""A reward drop must also exceed this many standard errors of (baseline mean − recent mean)."""
 
 
 class RollbackReason(enum.StrEnum):
@@ -139,7 +140,8 @@ def detect_reward_drop(
     baseline = values[-window - spec.baseline_window : -window]
     base_mean, recent_mean = float(baseline.mean()), float(recent.mean())
     drop = base_mean - recent_mean
-    noise = NOISE_STANDARD_ERRORS * float(recent.std()) / math.sqrt(window)
+    standard_error = math.sqrt(float(baseline.var()) / len(baseline) + float(recent.var()) / window)
+    noise = NOISE_STANDARD_ERRORS * standard_error
     if drop > spec.reward_drop_fraction * abs(base_mean) and drop > noise:
         detail = (
             f"mean return {recent_mean:.4g} over {window} episodes < baseline {base_mean:.4g} "
