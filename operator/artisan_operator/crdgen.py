@@ -265,10 +265,8 @@ def build_crd(kind: Kind) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{kind.plural}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "artisan", "app.kubernetes.io/part-of": "artisan"},
-        },
+        # Only the name: the chart adds its labels and annotations right after `metadata:`.
+        "metadata": {"name": f"{kind.plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
@@ -308,11 +306,25 @@ def crd_file_name(kind: Kind) -> str:
     return f"{kind.plural}.{GROUP}.yaml"
 
 
+# Words YAML 1.1 parsers (Go's yaml.v2, used by kubectl and Helm) read as booleans. PyYAML leaves
+# "y" and "n" bare, so a field named `n` would reach the API server as `false`.
+_YAML11_BOOLEANS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false"})
+
+
 class _NoAliasDumper(yaml.SafeDumper):
     """Shared sub-schemas are written out in full: anchors and aliases would confuse readers and tools."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    if data.lower() in _YAML11_BOOLEANS:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'")
+    return dumper.represent_str(data)
+
+
+_NoAliasDumper.add_representer(str, _represent_str)
 
 
 def render(crd: Mapping[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -180,3 +181,16 @@ def test_output_is_deterministic() -> None:
     second = {k: crdgen.render(v) for k, v in crdgen.build_crds().items()}
     assert first == second
     assert all("&id" not in text and "*id" not in text for text in first.values())
+
+
+def test_no_bare_yaml_1_1_boolean_words() -> None:
+    """kubectl and Helm read YAML 1.1 (Go yaml.v2): a bare `n:` key would become `false`."""
+    bare = re.compile(
+        r"^\s*-?\s*(y|n|yes|no|on|off)\s*:|:\s+(y|n|yes|no|on|off)\s*$", re.IGNORECASE | re.MULTILINE
+    )
+    for crd in crdgen.build_crds().values():
+        text = crdgen.render(crd)
+        assert bare.search(text) is None, bare.search(text)
+    quoted = crdgen.render({"n": "y", "k": ["on", "N"]})
+    assert yaml.safe_load(quoted) == {"n": "y", "k": ["on", "N"]}
+    assert bare.search(quoted) is None
