@@ -4,7 +4,7 @@ from artisan_operator.cluster.apply import ApplyOutcome, apply_child, apply_plan
 from artisan_operator.cluster.client import ApiException, ClusterClient, connection_info, load_configuration
 from artisan_operator.cluster.observe import observe_model_pin, observe_target, observe_training_run
 from artisan_operator.cluster.routing import clear_routing_entry
-from artisan_operator.cluster.status import patch_status, status_patch
+from artisan_operator.cluster.status import patch_status, read_custom_object, status_patch
 
 __all__ = [
     "ApiException",
@@ -19,5 +19,6 @@ __all__ = [
     "observe_target",
     "observe_training_run",
     "patch_status",
+    "read_custom_object",
     "status_patch",
 ]

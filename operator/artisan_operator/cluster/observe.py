@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from artisan_operator.api.canary import PLURAL as CANARY_PLURAL
 from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.model_pin import PLURAL as MODEL_PIN_PLURAL
 from artisan_operator.cluster.client import ApiException, ClusterClient, decode
@@ -146,7 +147,27 @@ def deployment_observation(deployment: Manifest) -> DeploymentObservation:
     )
 
 
+def canary_targets(cluster: ClusterClient, namespace: str, model_pin: str) -> bool:
+    """Whether a Canary in the namespace targets ``model_pin`` (its spec changes go through it)."""
+    raw = decode(
+        cluster.custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            CANARY_PLURAL,
+            _preload_content=False,
+            _request_timeout=cluster.request_timeout,
+        )
+    )
+    return any(
+        ((item.get("spec") or {}).get("targetRef") or {}).get("name") == model_pin
+        and not (item.get("metadata") or {}).get("deletionTimestamp")
+        for item in raw.get("items") or []
+    )
+
+
 def observe_model_pin(cluster: ClusterClient, namespace: str, name: str) -> ModelPinObservation:
+    guarded = canary_targets(cluster, namespace, name)
     try:
         raw = decode(
             cluster.apps.read_namespaced_deployment(
@@ -158,9 +179,9 @@ def observe_model_pin(cluster: ClusterClient, namespace: str, name: str) -> Mode
         )
     except ApiException as error:
         if error.status == 404:
-            return ModelPinObservation()
+            return ModelPinObservation(canary_guarded=guarded)
         raise
-    return ModelPinObservation(deployment=deployment_observation(raw))
+    return ModelPinObservation(deployment=deployment_observation(raw), canary_guarded=guarded)
 
 
 def observe_target(cluster: ClusterClient, namespace: str, name: str) -> TargetObservation:

@@ -77,6 +77,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         *resource,
         id="ab_experiment_timer",
         interval=settings.timer_interval_seconds,
-        idle=settings.timer_idle_seconds,
+        idle=settings.timer_idle_seconds or None,
         registry=registry,
     )(ab_experiment_timer)

@@ -75,6 +75,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         *resource,
         id="canary_timer",
         interval=settings.timer_interval_seconds,
-        idle=settings.timer_idle_seconds,
+        idle=settings.timer_idle_seconds or None,
         registry=registry,
     )(canary_timer)

@@ -54,6 +54,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         *resource,
         id="model_pin_timer",
         interval=settings.timer_interval_seconds,
-        idle=settings.timer_idle_seconds,
+        idle=settings.timer_idle_seconds or None,
         registry=registry,
     )(model_pin_timer)

@@ -9,7 +9,6 @@ requeue bookkeeping, one pass at a time per object) happens here, the same way f
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,14 @@ from typing import Any, Generic, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from artisan_operator.cluster import ApiException, ClusterClient, apply_plan, patch_status, status_patch
+from artisan_operator.cluster import (
+    ApiException,
+    ClusterClient,
+    apply_plan,
+    patch_status,
+    read_custom_object,
+    status_patch,
+)
 from artisan_operator.handlers.context import OperatorContext, operator_context
 from artisan_operator.manifests.common import Owner
 from artisan_operator.policy.conditions import (
@@ -100,9 +106,18 @@ def reconcile_pass(
     reconciler: Reconciler[SpecT, StatusT],
     cluster: ClusterClient,
     settings: Settings,
-    body: Mapping[str, Any],
+    *,
+    namespace: str,
+    name: str,
 ) -> PassResult:
-    """One complete, blocking pass (runs on the API thread pool)."""
+    """One complete, blocking pass (runs on the API thread pool).
+
+    The object is read afresh: kopf's cached body can lag behind the status this operator just
+    wrote, and a stale status would repeat Events and lose records of past actions.
+    """
+    body = read_custom_object(cluster, reconciler.plural, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return PassResult()
     now = utc_now()
     owner = owner_from_body(reconciler.kind, body)
     raw_status = body.get("status") if isinstance(body.get("status"), dict) else {}
@@ -136,11 +151,6 @@ def reconcile_pass(
     return result
 
 
-def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    """A plain, private copy (kopf's bodies are live views in timers)."""
-    return copy.deepcopy(dict(body))
-
-
 async def reconcile(reconciler: Reconciler[Any, Any], body: kopf.Body, memo: Any, logger: Any) -> PassResult:
     """Run one pass for ``body``: at most one at a time per object, measured, with Events posted."""
     context: OperatorContext = operator_context(memo)
@@ -149,7 +159,15 @@ async def reconcile(reconciler: Reconciler[Any, Any], body: kopf.Body, memo: Any
     async with lock:
         started = time.monotonic()
         try:
-            result = await cluster.run(reconcile_pass, reconciler, cluster, context.settings, _snapshot(body))
+            meta = body["metadata"]
+            result = await cluster.run(
+                reconcile_pass,
+                reconciler,
+                cluster,
+                context.settings,
+                namespace=meta["namespace"],
+                name=meta["name"],
+            )
         except ApiException as error:
             context.metrics.record(reconciler.kind, "error", time.monotonic() - started)
             context.metrics.record_error(reconciler.kind, f"HTTP{error.status}")

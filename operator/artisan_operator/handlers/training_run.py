@@ -54,6 +54,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         *resource,
         id="training_run_timer",
         interval=settings.timer_interval_seconds,
-        idle=settings.timer_idle_seconds,
+        idle=settings.timer_idle_seconds or None,
         registry=registry,
     )(training_run_timer)
