@@ -97,10 +97,10 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from artisan_ensemble.backends.tiny import make_tiny_models
+    from artisan_ensemble.cli import main
 
     directory = tmp_path_factory.mktemp("tiny-models")
-    make_tiny_models(directory)
+    assert main(["make-tiny-models", str(directory)]) == 0
     return directory
 
 

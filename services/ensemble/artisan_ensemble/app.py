@@ -131,6 +131,7 @@ def create_app(
                 except Exception as error:
                     log.exception("formula policy checkpoint unusable; using the heuristic")
                     state.load_errors["policy"] = str(error)
+        state.loaded_roles = tuple(loaded)
         state.policy_description = formula_policy.description if formula_policy is not None else "heuristic"
         state.store = store or SQLiteFeedbackStore(settings.feedback_db or ":memory:")
         if "primary" in loaded:

@@ -50,6 +50,7 @@ class EnsembleRuntime:
     admin_token: str | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
     expected_roles: tuple[str, ...] = ()
+    loaded_roles: tuple[str, ...] = ()
     policy_description: str = "heuristic"
 
 
@@ -91,7 +92,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
 async def readyz(rt: Runtime) -> JSONResponse:
     """Readiness: every pinned model is loaded."""
-    loaded = sorted(rt.service.generators) if rt.service is not None else []
+    loaded = sorted(rt.loaded_roles)
     missing = [r for r in rt.expected_roles if r not in loaded]
     ready = rt.service is not None and not missing
     body = {"ready": ready, "loaded": loaded, "missing": missing, "errors": rt.load_errors}
