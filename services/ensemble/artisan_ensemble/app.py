@@ -125,12 +125,12 @@ def create_app(
                 pin = discover_pins(settings.models_dir)
             state.expected_roles = tuple(r for r in ROLES if getattr(pin.models, r) is not None)
             loaded, state.load_errors = await asyncio.to_thread(load_generators, settings, pin.models)
-            if formula_policy is None and settings.policy_checkpoint is not None:
-                try:
-                    formula_policy = await asyncio.to_thread(load_policy, settings, ingredients)
-                except Exception as error:
-                    log.exception("formula policy checkpoint unusable; using the heuristic")
-                    state.load_errors["policy"] = str(error)
+        if formula_policy is None and settings.policy_checkpoint is not None:
+            try:
+                formula_policy = await asyncio.to_thread(load_policy, settings, ingredients)
+            except Exception as error:
+                log.warning("formula policy checkpoint unusable, using the heuristic: %s", error)
+                state.load_errors["policy"] = str(error)
         state.loaded_roles = tuple(loaded)
         state.policy_description = formula_policy.description if formula_policy is not None else "heuristic"
         state.store = store or SQLiteFeedbackStore(settings.feedback_db or ":memory:")

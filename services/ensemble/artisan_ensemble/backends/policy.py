@@ -4,13 +4,15 @@ Expected layout (the trainer's ``checkpoints.py`` format 1; the ensemble never i
 
 - ``path`` is a checkpoint file, or the checkpoint directory (then ``best.pt``, else the newest
   ``ckpt-*.pt``). When the directory's ``manifest.json`` lists the file, its sha256 must match.
-- The file holds a dict ``{"format": 1, "step": N, ...}`` in which one entry is the policy's
-  ``state_dict``: the first of ``policy``, ``policy_state_dict``, ``model``, ``model_state_dict``,
-  ``state_dict``, ``actor`` (or the whole dict when its values are tensors).
-- The actor is a chain of ``nn.Linear`` layers (``<prefix>.<i>.weight`` / ``.bias``), tanh between
-  them, whose input size is the brief-feature size (:func:`feature_size`) and whose output size is
-  the number of catalog ingredients (catalog order). Chains named ``critic``/``value`` are skipped.
-- Proportions are ``softmax(output)``; shares under 1 % are dropped and the rest renormalized.
+- The file holds the trainer's state ``{"format": 1, "step": N, "policy": {"actor": <state_dict>,
+  "log_std": ...}, "value": ..., ...}`` (``ppo.py`` ``state_dict``). Also accepted: the actor
+  state_dict under ``policy``/``model``/``state_dict``/``actor``, or as the whole file.
+- The actor is an ``nn.Sequential`` of ``nn.Linear`` layers (``<i>.weight`` / ``<i>.bias``) with tanh
+  between them: input = the env observation (:func:`brief_features`, 40 floats for the 14-family
+  catalog), output = the Gaussian mean of one weight per catalog ingredient (catalog order).
+  Chains named ``critic``/``value`` are skipped.
+- Like the env: weights are clipped to [0, 1], weights ≤ 0.02 count as absent, the rest is
+  normalized to sum to 1 (the mean action is served: no sampling at inference).
 
 Anything else is refused with a message naming the mismatch; the service then uses the heuristic.
 """
@@ -31,7 +33,7 @@ from artisan_ensemble.ensemble.formula import feature_size
 
 STATE_KEYS = ("policy", "policy_state_dict", "model", "model_state_dict", "state_dict", "actor")
 _SKIP = re.compile(r"(critic|value|v_head|vf)", re.IGNORECASE)
-MIN_SHARE = 0.01
+MIN_WEIGHT = 0.02
 
 
 class PolicyLoadError(RuntimeError):
@@ -65,6 +67,9 @@ def _verify_sha(file: Path) -> None:
 
 def _state_dict(state: Any) -> Mapping[str, torch.Tensor]:
     if isinstance(state, Mapping):
+        policy = state.get("policy")
+        if isinstance(policy, Mapping) and isinstance(policy.get("actor"), Mapping):
+            return {k: v for k, v in policy["actor"].items() if isinstance(v, torch.Tensor)}
         for key in STATE_KEYS:
             value = state.get(key)
             if isinstance(value, Mapping) and any(isinstance(v, torch.Tensor) for v in value.values()):
@@ -115,10 +120,10 @@ class TorchFormulaPolicy:
                 x = torch.nn.functional.linear(x, weight, bias)
                 if index < len(self.layers) - 1:
                     x = torch.tanh(x)
-            shares = torch.softmax(x, dim=-1).tolist()
-        kept = {i: s for i, s in zip(self.ids, shares, strict=True) if s >= MIN_SHARE}
-        if not kept:
-            best = max(range(len(shares)), key=lambda k: shares[k])
+            weights = torch.clamp(x, 0.0, 1.0).tolist()
+        kept = {i: w for i, w in zip(self.ids, weights, strict=True) if w > MIN_WEIGHT}
+        if not kept:  # an empty formula is useless: keep the strongest ingredient
+            best = max(range(len(weights)), key=lambda k: weights[k])
             kept = {self.ids[best]: 1.0}
         total = sum(kept.values())
         return {i: s / total for i, s in kept.items()}

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from artisan_common.catalog import Ingredient, IngredientCatalog
-from artisan_ensemble.ensemble.brief import NOTE_FAMILIES, STYLES, Brief
+from artisan_ensemble.ensemble.brief import NOTE_FAMILIES, Brief
 
 IFRA_SAFETY = 0.95
 FIXATIVE_FAMILIES = ("musk", "woody", "amber")
@@ -30,18 +30,46 @@ def concentration_for(brief: Brief) -> float:
     return round(0.08 + 0.17 * brief.intensity, 4)
 
 
+# The trainer's ``artisan/Fragrance-v0`` observation layout (its env docstring is the contract; the
+# ensemble cannot import the trainer): family preferences (summing to 1, catalog order), style
+# one-hot, season one-hot, gender one-hot, day/night one-hot, top/middle/base target, intensity,
+# complexity, longevity, sillage, avoid-allergens flag, concentration scaled from 0.05-0.30.
+POLICY_STYLES = ("fresh", "floral", "oriental", "woody", "gourmand", "chypre", "fougere", "citrus_aromatic")
+POLICY_SEASONS = ("spring", "summer", "autumn", "winter")
+POLICY_GENDERS = ("feminine", "masculine", "unisex")
+POLICY_TIMES = ("day", "night")
+STYLE_TO_POLICY = {"citrus": "citrus_aromatic", "aquatic": "fresh", "green": "fresh"}
+DEFAULT_PYRAMID = (0.3, 0.4, 0.3)
+"""A brief says nothing about season, gender or time of day: spring, unisex, day (the neutral choice)."""
+
+
 def brief_features(brief: Brief, families: Sequence[str]) -> list[float]:
-    """The policy network's input: intensity, complexity, one weight per catalog family, style one-hot."""
+    """The formula policy's input for this brief, in the trainer env's observation layout."""
+    prefs = [max(0.0, float(brief.note_families.get(f, 0.0))) for f in families]  # type: ignore[call-overload]
+    total = sum(prefs)
+    prefs = [p / total for p in prefs] if total > 0 else [1 / len(families)] * len(families)
+    style = STYLE_TO_POLICY.get(brief.style, brief.style)
+    concentration = (min(max(concentration_for(brief), 0.05), 0.30) - 0.05) / 0.25
     return [
+        *prefs,
+        *(1.0 if s == style else 0.0 for s in POLICY_STYLES),
+        *(1.0 if s == "spring" else 0.0 for s in POLICY_SEASONS),
+        *(1.0 if g == "unisex" else 0.0 for g in POLICY_GENDERS),
+        *(1.0 if t == "day" else 0.0 for t in POLICY_TIMES),
+        *DEFAULT_PYRAMID,
         brief.intensity,
         brief.complexity,
-        *(float(brief.note_families.get(f, 0.0)) for f in families),  # type: ignore[call-overload]
-        *(1.0 if brief.style == s else 0.0 for s in STYLES),
+        brief.intensity,  # longevity follows intensity
+        brief.intensity,  # so does sillage
+        0.0,
+        concentration,
     ]
 
 
 def feature_size(families: Sequence[str]) -> int:
-    return 2 + len(families) + len(STYLES)
+    return (
+        len(families) + len(POLICY_STYLES) + len(POLICY_SEASONS) + len(POLICY_GENDERS) + len(POLICY_TIMES) + 9
+    )
 
 
 def _allocate_slots(weights: Mapping[str, float], total: int) -> dict[str, int]:
