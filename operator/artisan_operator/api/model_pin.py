@@ -20,6 +20,12 @@ ModelPinPhase = Literal["Pending", "Progressing", "Ready", "Degraded"]
 DOWNSHIFTED = "Downshifted"
 # Manual fleet downshift: "<mode>/<duration>" (e.g. "fast/10m"), or "off" to end one early.
 DOWNSHIFT_ANNOTATION = "artisan.dev/downshift"
+# `kubectl artisan emergency-stop`: "true" scales every ensemble Deployment of the ModelPin to 0
+# (stable and canary) until the annotation is removed (`kubectl artisan resume`).
+EMERGENCY_STOP_ANNOTATION = "artisan.dev/emergency-stop"
+# `kubectl artisan restart`: copied into the pod template, so a new value rolls the pods.
+RESTARTED_AT_ANNOTATION = "artisan.dev/restartedAt"
+EMERGENCY_STOPPED = "EmergencyStopped"
 MODEL_UNHEALTHY = "ModelUnhealthy"
 MANUAL_DOWNSHIFT = "ManualDownshift"
 RECOVERED = "Recovered"

@@ -20,6 +20,17 @@ TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"
 ROLLED_BACK = "RolledBack"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 ROLLBACKS_EXHAUSTED = "RollbacksExhausted"
+# `kubectl artisan rollback trainingrun NAME --to-checkpoint STEP`: restart the trainer from the
+# checkpoint at that step ("<step>", optionally "<step>@<nonce>" to repeat the same request).
+ROLLBACK_TO_ANNOTATION = "artisan.dev/rollback-to"
+
+
+def parse_rollback_to(value: str) -> int:
+    """The checkpoint step named by an ``artisan.dev/rollback-to`` value; ValueError naming the problem."""
+    step_text = value.split("@", 1)[0].strip()
+    if not step_text or any(c not in "0123456789" for c in step_text):
+        raise ValueError(f"{ROLLBACK_TO_ANNOTATION} must be a checkpoint step (whole number), got {value!r}")
+    return int(step_text)
 
 
 class TrainingRunSpec(TrainingConfig):

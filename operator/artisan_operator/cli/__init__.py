@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
-COMMAND_MODULES: tuple[str, ...] = ("config", "validate", "sandbox")
+COMMAND_MODULES: tuple[str, ...] = ("config", "validate", "sandbox", "ops")
 
 
 def build_parser() -> argparse.ArgumentParser:

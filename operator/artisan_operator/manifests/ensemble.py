@@ -9,6 +9,9 @@ the policy checkpoints of ``policy.trainingRunRef`` are mounted read-only at ``/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from artisan_common.routing import (
     PIN_KEY,
     Backend,
@@ -17,7 +20,7 @@ from artisan_common.routing import (
     serialize,
 )
 from artisan_common.serving import Mode
-from artisan_operator.api.model_pin import ModelPinSpec
+from artisan_operator.api.model_pin import EMERGENCY_STOP_ANNOTATION, RESTARTED_AT_ANNOTATION, ModelPinSpec
 from artisan_operator.manifests.common import (
     REVISION_LABEL,
     Manifest,
@@ -191,6 +194,45 @@ def build_ensemble_deployment(owner: Owner, spec: ModelPinSpec, *, image: str) -
             },
         },
     }
+
+
+@dataclass(frozen=True)
+class FleetOverrides:
+    """Operator-honoured annotations of a ModelPin that change its ensemble Deployments (not spec)."""
+
+    emergency_stop: bool = False
+    """``artisan.dev/emergency-stop: "true"``: every ensemble Deployment runs 0 replicas."""
+    restarted_at: str | None = None
+    """``artisan.dev/restartedAt``: carried into the pod template, so a new value rolls the pods."""
+
+
+def fleet_overrides(annotations: Mapping[str, str] | None) -> FleetOverrides:
+    """The overrides named by a ModelPin's annotations (anything but "true" does not stop)."""
+    annotations = annotations or {}
+    restarted_at = annotations.get(RESTARTED_AT_ANNOTATION) or None
+    return FleetOverrides(
+        emergency_stop=annotations.get(EMERGENCY_STOP_ANNOTATION, "").strip().lower() == "true",
+        restarted_at=restarted_at,
+    )
+
+
+def with_fleet_overrides(deployment: Manifest, overrides: FleetOverrides) -> Manifest:
+    """An ensemble Deployment (stable or canary) with the overrides applied; the input is not changed."""
+    if overrides == FleetOverrides():
+        return deployment
+    spec = dict(deployment["spec"])
+    if overrides.emergency_stop:
+        spec["replicas"] = 0
+    if overrides.restarted_at is not None:
+        template = dict(spec["template"])
+        metadata = dict(template.get("metadata") or {})
+        metadata["annotations"] = {
+            **(metadata.get("annotations") or {}),
+            RESTARTED_AT_ANNOTATION: overrides.restarted_at,
+        }
+        template["metadata"] = metadata
+        spec["template"] = template
+    return {**deployment, "spec": spec}
 
 
 def build_ensemble_service(owner: Owner) -> Manifest:
