@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     """Ensemble image for ModelPins that name none."""
     prometheus_url: str | None = None
     """Prometheus HTTP API for metric analysis; metrics are scraped directly when unset."""
+    metric_query_timeout_seconds: float = Field(default=5, gt=0)
+    """Timeout of one metric query (Prometheus) or scrape; a timeout counts as a provider error."""
+    training_stall_seconds: float = Field(default=600, gt=0)
+    """A trainer whose step does not advance for this long is restarted from its last checkpoint."""
+    training_crash_loop_restarts: int = Field(default=3, ge=1)
+    """Container restarts of a trainer pod counted as a crash loop (then restarted from a checkpoint)."""
 
     # Watch timeouts. The server-side timeout makes the API server end each watch regularly, so a
     # stream silently cut by a load balancer or proxy is replaced within minutes, not never.

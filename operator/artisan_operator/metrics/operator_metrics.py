@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from artisan_operator.metrics.control_metrics import ControlMetrics
+
 # Reconcile results: success, error (an exception, retried) and requeue (asked to look again soon).
 RESULTS = ("success", "error", "requeue")
 
@@ -35,6 +37,8 @@ class OperatorMetrics:
             ["kind", "reason"],
             registry=self.registry,
         )
+        self.control = ControlMetrics(self.registry)
+        """Gauges of the control loops (canary weight and abort, SRM, downshift, rollbacks)."""
 
     def record(self, kind: str, result: str, seconds: float) -> None:
         self.reconcile_total.labels(kind=kind, result=result).inc()

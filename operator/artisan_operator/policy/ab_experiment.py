@@ -40,7 +40,8 @@ from artisan_operator.api.ab_experiment import (
     Guardrail,
     VariantResult,
 )
-from artisan_operator.policy.control_status import PlannedEvent, kstatus, set_condition
+from artisan_operator.policy.conditions import KState, set_condition, set_kstatus
+from artisan_operator.policy.plan import EventNote
 from artisan_operator.policy.statistics import (
     Comparison,
     SufficientStats,
@@ -78,7 +79,7 @@ class ExperimentPlan:
     status: ABExperimentStatus
     route: ExperimentRoute | None
     """experiment.json of the target's routing table; None clears it."""
-    events: tuple[PlannedEvent, ...] = ()
+    events: tuple[EventNote, ...] = ()
 
 
 def _guardrail_holds(guardrail: Guardrail, value: float | None) -> bool:
@@ -220,16 +221,8 @@ def assess_experiment(
     def ready(phase: ExperimentPhase, reason: str, message: str) -> None:
         # Ready while the experiment runs or once it ended cleanly; Stalled when it is invalid.
         nonlocal conditions
-        conditions = kstatus(
-            conditions,
-            ready=phase != "Invalid",
-            reconciling=False,
-            stalled=phase == "Invalid",
-            reason=reason,
-            message=message,
-            now=now,
-            generation=generation,
-        )
+        state: KState = "stalled" if phase == "Invalid" else "ready"
+        conditions = set_kstatus(conditions, state, reason, message, now=now, generation=generation)
 
     if srm_p is not None and srm_p < analysis.srm_alpha:
         message = (
@@ -243,7 +236,7 @@ def assess_experiment(
         return ExperimentPlan(
             status("Invalid", message),
             None,
-            (PlannedEvent(SRM_DETECTED, message, "Warning"),),
+            (EventNote(SRM_DETECTED, message, "Warning"),),
         )
     conditions = set_condition(
         conditions, SRM_DETECTED, "False", "SampleRatioOK", "", now=now, generation=generation
@@ -267,7 +260,7 @@ def assess_experiment(
 
     def inconclusive(reason: str, message: str) -> ExperimentPlan:
         ready("Inconclusive", reason, message)
-        return ExperimentPlan(status("Inconclusive", message), None, (PlannedEvent(reason, message),))
+        return ExperimentPlan(status("Inconclusive", message), None, (EventNote(reason, message),))
 
     smallest = min(s.n for s in stats.values())
     if smallest < analysis.min_samples_per_variant:
@@ -303,7 +296,7 @@ def assess_experiment(
         return ExperimentPlan(
             status("Concluded", message, winner, improvement, promote),
             _route(spec, name, winner) if promote else None,
-            (PlannedEvent(WINNER_FOUND, message + ("; promoted to 100% of traffic" if promote else "")),),
+            (EventNote(WINNER_FOUND, message + ("; promoted to 100% of traffic" if promote else "")),),
         )
 
     if analysis.method == "fixed":

@@ -59,9 +59,17 @@ from artisan_operator.api.canary import (
     MetricSpec,
 )
 from artisan_operator.policy.analysis import MetricValue, empty_result, next_due, record
-from artisan_operator.policy.control_status import PlannedEvent, kstatus, set_condition
+from artisan_operator.policy.conditions import KState, set_condition, set_kstatus
+from artisan_operator.policy.plan import EventNote
 
 BACKGROUND_PREFIX = "background/"
+PHASE_STATES: dict[CanaryPhase, KState] = {
+    "Healthy": "ready",
+    "Progressing": "progressing",
+    "Paused": "progressing",
+    "Degraded": "stalled",
+}
+"""The kstatus trio of each Canary phase (Paused waits for a person: still reconciling)."""
 INLINE_DEFAULT_COUNT = 1
 """An inline analysis metric without `count` is measured once (it must end for the step to pass)."""
 
@@ -100,7 +108,7 @@ class CanaryPlan:
     """Revision to record as stable in the target ModelPin's status."""
     due: tuple[DueMetric, ...] = ()
     """Metrics to measure now (then decide again with their samples)."""
-    events: tuple[PlannedEvent, ...] = ()
+    events: tuple[EventNote, ...] = ()
     requeue_after: float | None = None
     """Seconds until something is due (a measurement, a pause end, the post-abort scale-down)."""
     consumed_action: bool = False
@@ -133,7 +141,7 @@ class _Pass:
     weight: int
     step_started_at: datetime
     results: dict[str, MetricResult]
-    events: list[PlannedEvent] = field(default_factory=list)
+    events: list[EventNote] = field(default_factory=list)
     due: list[DueMetric] = field(default_factory=list)
     wake: list[datetime] = field(default_factory=list)
     paused_reason: str | None = None
@@ -191,9 +199,9 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     previous = obs.previous or CanaryStatus()
     fresh_action = obs.action is not None and obs.action != previous.last_action
     action = parse_action(obs.action) if fresh_action else None
-    events: list[PlannedEvent] = []
+    events: list[EventNote] = []
     if fresh_action and action is None:
-        events.append(PlannedEvent("UnknownAction", f"ignored unknown action {obs.action!r}", "Warning"))
+        events.append(EventNote("UnknownAction", f"ignored unknown action {obs.action!r}", "Warning"))
     consumed = obs.action is not None
     generation = obs.generation
     conditions = list(previous.conditions)
@@ -212,15 +220,8 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     ) -> CanaryPlan:
         nonlocal conditions
         reason = reason or phase
-        conditions = kstatus(
-            conditions,
-            ready=phase == "Healthy",
-            reconciling=phase in ("Progressing", "Paused"),
-            stalled=phase == "Degraded",
-            reason=reason,
-            message=message,
-            now=now,
-            generation=generation,
+        conditions = set_kstatus(
+            conditions, PHASE_STATES[phase], reason, message, now=now, generation=generation
         )
         conditions = set_condition(
             conditions,
@@ -273,7 +274,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
         conditions = set_condition(
             conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
         )
-        events.append(PlannedEvent(PROMOTED, message))
+        events.append(EventNote(PROMOTED, message))
         return finish(
             "Healthy",
             message,
@@ -299,7 +300,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     if desired == stable:
         reverted = previous.aborted_at is not None and previous.canary_revision not in (None, desired)
         if reverted:
-            events.append(PlannedEvent("Reverted", f"target reverted to the stable revision {stable}"))
+            events.append(EventNote("Reverted", f"target reverted to the stable revision {stable}"))
         conditions = set_condition(
             conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
         )
@@ -324,7 +325,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     retried = action == "retry" and previous.aborted_at is not None and not new_rollout
     if new_rollout or retried:
         events.append(
-            PlannedEvent(
+            EventNote(
                 "Retried" if retried else "RolloutStarted",
                 f"rolling out revision {desired} over stable {stable} in {len(spec.steps)} steps",
             )
@@ -374,7 +375,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
 
     def abort_now(reason: str) -> CanaryPlan:
         events.append(
-            PlannedEvent(ABORTED, f"rollout of {desired} aborted, weight set to 0: {reason}", "Warning")
+            EventNote(ABORTED, f"rollout of {desired} aborted, weight set to 0: {reason}", "Warning")
         )
         return aborted(reason, now)
 
@@ -385,7 +386,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
 
     run = _Pass(spec, obs, now, index, weight, started, results)
     if action == "promote":
-        run.events.append(PlannedEvent("ManualPromote", f"step {index} skipped by a manual promote"))
+        run.events.append(EventNote("ManualPromote", f"step {index} skipped by a manual promote"))
         run.index += 1
         run.step_started_at = now
         run.results = {k: v for k, v in run.results.items() if k.startswith(BACKGROUND_PREFIX)}
@@ -409,7 +410,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
         if step.set_weight is not None:
             run.weight = step.set_weight
             run.events.append(
-                PlannedEvent("WeightSet", f"step {run.index}: canary weight set to {step.set_weight}%")
+                EventNote("WeightSet", f"step {run.index}: canary weight set to {step.set_weight}%")
             )
         elif step.pause is not None:
             if step.pause.duration is None:
@@ -421,7 +422,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
                 run.wake.append(ends)
                 break
             run.events.append(
-                PlannedEvent("PauseEnded", f"step {run.index}: pause of {step.pause.duration} ended")
+                EventNote("PauseEnded", f"step {run.index}: pause of {step.pause.duration} ended")
             )
         elif step.analysis is not None:
             verdict = run.analyse(step.analysis.metrics, "", run.step_started_at, inline=True)
@@ -432,7 +433,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
             if verdict != "Successful":
                 message = f"step {run.index}: analysis running"
                 break
-            run.events.append(PlannedEvent("AnalysisPassed", f"step {run.index}: every metric Successful"))
+            run.events.append(EventNote("AnalysisPassed", f"step {run.index}: every metric Successful"))
             run.results = {k: v for k, v in run.results.items() if k.startswith(BACKGROUND_PREFIX)}
         run.index += 1
         run.step_started_at = now
@@ -450,9 +451,9 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     if run.paused_reason is not None:
         phase, message = "Paused", f"{run.paused_reason}; promote to continue or retry"
         if previous.phase != "Paused":
-            events.append(PlannedEvent(PAUSED, message, "Warning"))
+            events.append(EventNote(PAUSED, message, "Warning"))
     elif phase == "Paused" and previous.phase != "Paused":
-        events.append(PlannedEvent(PAUSED, message))
+        events.append(EventNote(PAUSED, message))
     return finish(
         phase,
         f"{message}; canary weight {run.weight}%",

@@ -90,6 +90,34 @@ def merge_conditions(
     return [by_type[t] for t in order]
 
 
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str = "",
+    *,
+    now: datetime,
+    generation: int | None = None,
+) -> list[Condition]:
+    """``conditions`` with one condition set (a one-update :func:`merge_conditions`)."""
+    update = ConditionUpdate(type_, status, reason, message)
+    return merge_conditions(conditions, (update,), now=now, generation=generation)
+
+
+def set_kstatus(
+    conditions: Sequence[Condition],
+    state: KState,
+    reason: str,
+    message: str = "",
+    *,
+    now: datetime,
+    generation: int | None = None,
+) -> list[Condition]:
+    """``conditions`` with the kstatus trio set for ``state`` (table in the module doc)."""
+    return merge_conditions(conditions, kstatus(state, reason, message), now=now, generation=generation)
+
+
 def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
     return next((c for c in conditions if c.type == type_), None)
 

@@ -47,7 +47,8 @@ from artisan_operator.api.model_pin import (
     ModelHealth,
     ModelsSpec,
 )
-from artisan_operator.policy.control_status import ConditionStatus, PlannedEvent, set_condition
+from artisan_operator.policy.conditions import ConditionStatus, set_condition
+from artisan_operator.policy.plan import EventNote
 
 Role = Literal["primary", "validator", "creative"]
 ROLE_CEILING: dict[Role, Mode] = {"creative": "balanced", "validator": "fast", "primary": "fast"}
@@ -74,7 +75,7 @@ class FleetPlan:
     downshift: DownshiftRecord | None
     model_health: list[ModelHealth]
     conditions: list[Condition]
-    events: tuple[PlannedEvent, ...] = ()
+    events: tuple[EventNote, ...] = ()
     consumed_annotation: bool = False
     requeue_after: float | None = None
     annotation_error: str | None = field(default=None)
@@ -134,7 +135,7 @@ def assess_fleet(
             )
         )
 
-    events: list[PlannedEvent] = []
+    events: list[EventNote] = []
     record = obs.downshift
     annotation_error = None
     consumed = obs.annotation is not None
@@ -143,11 +144,11 @@ def assess_fleet(
             manual = parse_manual(obs.annotation)
         except ValueError as error:
             annotation_error = str(error)
-            events.append(PlannedEvent("InvalidDownshift", annotation_error, "Warning"))
+            events.append(EventNote("InvalidDownshift", annotation_error, "Warning"))
         else:
             if manual is None:
                 if record is not None and record.manual:
-                    events.append(PlannedEvent(RECOVERED, "manual downshift ended (off)"))
+                    events.append(EventNote(RECOVERED, "manual downshift ended (off)"))
                     record = None
             else:
                 mode, seconds = manual
@@ -164,13 +165,13 @@ def assess_fleet(
                         mode=mode, reason=MANUAL_DOWNSHIFT, since=now, until=until, manual=True
                     )
                     events.append(
-                        PlannedEvent(
+                        EventNote(
                             DOWNSHIFTED, f"manual downshift to {mode} until {until.isoformat()}", "Warning"
                         )
                     )
 
     if record is not None and record.manual and record.until is not None and now >= record.until:
-        events.append(PlannedEvent(RECOVERED, f"manual downshift to {record.mode} expired"))
+        events.append(EventNote(RECOVERED, f"manual downshift to {record.mode} expired"))
         record = None
 
     if record is None or not record.manual:
@@ -179,7 +180,7 @@ def assess_fleet(
             reason_models = [h.name for h in health if h.unhealthy_since is not None]
             if record is None or MODES.index(target) < MODES.index(record.mode):
                 events.append(
-                    PlannedEvent(
+                    EventNote(
                         DOWNSHIFTED,
                         f"fleet ceiling lowered to {target}: {', '.join(reason_models)} down",
                         "Warning",
@@ -194,9 +195,7 @@ def assess_fleet(
             healthy_since = None if any_unhealthy else (record.healthy_since or now)
             if healthy_since is not None and now >= healthy_since + timedelta(seconds=policy.hold_seconds):
                 events.append(
-                    PlannedEvent(
-                        RECOVERED, f"every model healthy for {policy.hold_seconds}s: ceiling restored"
-                    )
+                    EventNote(RECOVERED, f"every model healthy for {policy.hold_seconds}s: ceiling restored")
                 )
                 record = None
             else:

@@ -16,6 +16,11 @@
 When the fleet is Ready on a revision that is not yet ``status.stable``, that revision becomes
 stable (recorded with its time) and the previous stable one moves to ``history`` (newest last,
 at most 10): records of past actions, the only part of the status read back.
+
+When a Canary targets the ModelPin (``observation.canary_guarded``) and a stable revision exists,
+the stable fleet keeps serving ``status.stable``'s pins (models, policy, image) at full capacity and
+the spec's pins run only in the Canary's canary fleet; ``status.stable`` then changes only when the
+Canary promotes (it writes the record), never here.
 """
 
 from __future__ import annotations
@@ -70,6 +75,16 @@ class DeploymentObservation:
 @dataclass(frozen=True)
 class ModelPinObservation:
     deployment: DeploymentObservation | None = None
+    canary_guarded: bool = False
+    """A Canary targets this ModelPin: spec changes reach the stable fleet only through it."""
+
+
+def serving_spec(spec: ModelPinSpec, previous: ModelPinStatus, guarded: bool) -> ModelPinSpec:
+    """The spec the stable fleet runs: the stable record's pins while a Canary guards the ModelPin."""
+    stable = previous.stable
+    if not guarded or stable is None:
+        return spec
+    return spec.model_copy(update={"models": stable.models, "policy": stable.policy, "image": stable.image})
 
 
 @dataclass(frozen=True)
@@ -126,21 +141,24 @@ def decide_model_pin(
     now: datetime,
 ) -> ModelPinPlan:
     """Children and status of one ModelPin (see the module table)."""
-    image = resolved_image(spec, image)
-    revision = pin_revision(spec, image)
+    spec_revision = pin_revision(spec, resolved_image(spec, image))
+    guarded = observation.canary_guarded and previous.stable is not None
+    serving = serving_spec(spec, previous, guarded)
+    image = resolved_image(serving, image)
+    revision = pin_revision(serving, image)
     verdict = assess_fleet(spec.replicas, revision, observation.deployment)
     children = (
-        EnsureChild(build_pin_configmap(owner, spec)),
-        EnsureChild(build_ensemble_deployment(owner, spec, image=image)),
+        EnsureChild(build_pin_configmap(owner, serving)),
+        EnsureChild(build_ensemble_deployment(owner, serving, image=image)),
         EnsureChild(build_ensemble_service(owner)),
         # Only the pin.json key: the Canary and ABExperiment loops own the other keys.
         EnsureChild(
-            build_routing_configmap(owner, spec, revision=revision, mode_ceiling=previous.mode_ceiling),
+            build_routing_configmap(owner, serving, revision=revision, mode_ceiling=previous.mode_ceiling),
             patchable=("metadata.labels", "metadata.annotations", "data"),
         ),
     )
     stable, history = previous.stable, list(previous.history)
-    if verdict.phase == "Ready":
+    if verdict.phase == "Ready" and not guarded:
         stable, history = promote_stable(previous, spec, revision, image, now)
     deployment = observation.deployment
     status = previous.model_copy(
@@ -153,7 +171,7 @@ def decide_model_pin(
                 now=now,
                 generation=owner.generation,
             ),
-            "revision": revision,
+            "revision": spec_revision,
             "stable": stable,
             "history": history,
             "replicas": deployment.replicas if deployment else 0,

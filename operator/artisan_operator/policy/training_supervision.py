@@ -40,7 +40,8 @@ from artisan_operator.api.training_run import (
     TrainingRunSpec,
     TrainingRunStatus,
 )
-from artisan_operator.policy.control_status import PlannedEvent, kstatus, set_condition
+from artisan_operator.policy.conditions import KState, set_condition, set_kstatus
+from artisan_operator.policy.plan import EventNote
 
 CRASH_LOOP = "CrashLoop"
 POD_FAILED = "PodFailed"
@@ -116,7 +117,7 @@ class SupervisionPlan:
     restart: RestartJob | None = None
     stop_job: str | None = None
     """A Job to delete because the run ended (failed for good, deadline)."""
-    events: tuple[PlannedEvent, ...] = ()
+    events: tuple[EventNote, ...] = ()
     requeue_after: float | None = None
 
 
@@ -178,7 +179,7 @@ def supervise_training(
 
     metrics = obs.metrics
     job = obs.job
-    events: list[PlannedEvent] = []
+    events: list[EventNote] = []
     step = metrics.step if metrics is not None and metrics.step is not None else previous.step
     progressed = step is not None and (previous.step is None or step > previous.step)
     start = previous.start_time or (now if job is not None else None)
@@ -212,15 +213,13 @@ def supervise_training(
     if len(rollbacks) > len(previous.rollbacks):
         new = rollbacks[len(previous.rollbacks) :]
         events.extend(
-            PlannedEvent(
-                ROLLED_BACK, f"trainer rolled back in-process at step {r.step} ({r.reason})", "Warning"
-            )
+            EventNote(ROLLED_BACK, f"trainer rolled back in-process at step {r.step} ({r.reason})", "Warning")
             for r in new
         )
 
     def plan(
         phase: TrainingPhase,
-        state: str,
+        state: KState,
         reason: str,
         message: str,
         *,
@@ -230,16 +229,7 @@ def supervise_training(
         **extra: object,
     ) -> SupervisionPlan:
         nonlocal conditions
-        conditions = kstatus(
-            conditions,
-            ready=state == "ready",
-            reconciling=state == "progressing",
-            stalled=state == "stalled",
-            reason=reason,
-            message=message,
-            now=now,
-            generation=generation,
-        )
+        conditions = set_kstatus(conditions, state, reason, message, now=now, generation=generation)
         status = TrainingRunStatus.model_validate(
             previous.model_copy(
                 update={**update, **extra, "phase": phase, "message": message, "conditions": conditions}
@@ -269,7 +259,7 @@ def supervise_training(
                 now=now,
                 generation=generation,
             )
-            events.append(PlannedEvent(DEADLINE_EXCEEDED, message, "Warning"))
+            events.append(EventNote(DEADLINE_EXCEEDED, message, "Warning"))
             return plan(
                 "Failed",
                 "stalled",
@@ -295,7 +285,7 @@ def supervise_training(
             conditions = set_condition(
                 conditions, ROLLBACKS_EXHAUSTED, "True", reason, message, now=now, generation=generation
             )
-            events.append(PlannedEvent(ROLLBACKS_EXHAUSTED, message, "Warning"))
+            events.append(EventNote(ROLLBACKS_EXHAUSTED, message, "Warning"))
             return plan(
                 "Failed", "stalled", ROLLBACKS_EXHAUSTED, message, stop_job=job.name, completion_time=now
             )
@@ -320,7 +310,7 @@ def supervise_training(
         conditions = set_condition(
             conditions, ROLLED_BACK, "True", reason, message, now=now, generation=generation
         )
-        events.append(PlannedEvent(ROLLED_BACK, message, "Warning"))
+        events.append(EventNote(ROLLED_BACK, message, "Warning"))
         return plan(
             "Running",
             "progressing",

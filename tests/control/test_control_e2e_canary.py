@@ -1,0 +1,223 @@
+"""Canary end to end: sandbox API, simulated runtime, the operator, a real Prometheus and an exporter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
+from artisan_operator.sandbox.testing import wait_for
+
+from .conftest import NS, Control, condition, stable_pin
+
+pytestmark = pytest.mark.e2e
+
+
+def gauge_metric(
+    query: str, *, count: int | None = None, condition_: str = "result < 0.05", **extra: Any
+) -> dict[str, Any]:
+    metric: dict[str, Any] = {
+        "name": "errors",
+        "interval": "1s",
+        "successCondition": condition_,
+        "provider": {"prometheus": {"query": query}},
+        **extra,
+    }
+    if count is not None:
+        metric["count"] = count
+    return metric
+
+
+def canary(name: str, pin: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "artisan.dev/v1alpha1",
+        "kind": "Canary",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"targetRef": {"name": pin}, "steps": steps, "abortScaleDownDelaySeconds": 1, **spec},
+    }
+
+
+def new_revision(control: Control, pin: str, revision: str = "2.5.2") -> None:
+    control.patch("modelpins", pin, {"spec": {"models": {"primary": {"revision": revision}}}})
+
+
+def watch_weights(
+    control: Control, pin: str, until: Callable[[], Any], timeout: float = 40.0
+) -> list[int | None]:
+    """Distinct canary weights seen in the routing table (in order) until ``until()`` holds."""
+    seen: list[int | None] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        weight = control.canary_weight(pin)
+        if not seen or seen[-1] != weight:
+            seen.append(weight)
+        if until():
+            return seen
+        assert time.monotonic() < deadline, f"timed out; weights seen {seen}"
+        time.sleep(0.05)
+
+
+def canary_healthy(control: Control, name: str) -> bool:
+    status = control.get("canaries", name).get("status") or {}
+    return status.get("phase") == "Healthy" and status.get("canaryRevision") is None
+
+
+def test_canary_is_promoted_through_all_its_steps(control: Control, exporter: ControlledExporter) -> None:
+    exporter.set("e2e_error_rate", 0.01, test="promote")
+    old = stable_pin(control, "pin")
+    query = 'e2e_error_rate{test="promote"}'
+    steps = [
+        {"setWeight": 20},
+        {"analysis": {"metrics": [gauge_metric(query, count=2)]}},
+        {"setWeight": 60},
+        {"pause": {"duration": "1s"}},
+        {"analysis": {"metrics": [gauge_metric(query, count=1)]}},
+    ]
+    control.create(canary("cny", "pin", steps))
+    wait_for(lambda: canary_healthy(control, "cny"), timeout=15, message="canary idle")
+
+    new_revision(control, "pin")
+    wait_for(lambda: control.canary_weight("pin") == 20, timeout=15, message="first step")
+    # The stable fleet keeps the stable pins at full size while the canary fleet runs the new ones.
+    stable = control.deployment("pin-ensemble")
+    assert stable is not None
+    assert stable["metadata"]["labels"]["artisan.dev/revision"] == old
+    assert stable["spec"]["replicas"] == 2
+    canary_fleet = control.deployment("pin-ensemble-canary")
+    assert canary_fleet is not None
+    assert canary_fleet["spec"]["template"]["metadata"]["labels"]["artisan.dev/track"] == "canary"
+    assert canary_fleet["metadata"]["labels"]["artisan.dev/revision"] != old
+
+    def promoted() -> bool:
+        return (
+            control.get("modelpins", "pin")["status"]["stable"]["revision"] != old
+        ) and control.canary_weight("pin") is None
+
+    seen = watch_weights(control, "pin", promoted)
+    assert [w for w in seen if w is not None] == [20, 60]
+
+    pin = control.get("modelpins", "pin")
+    assert pin["status"]["history"][-1]["revision"] == old
+    new = pin["status"]["stable"]["revision"]
+    status = wait_for(lambda: (c := control.get("canaries", "cny"))["status"]["phase"] == "Healthy" and c)
+    assert condition(status, "Promoted")["status"] == "True"  # type: ignore[index]
+    assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
+    # The stable fleet now runs the promoted pins; the canary fleet is scaled away.
+    wait_for(
+        lambda: control.deployment("pin-ensemble")["metadata"]["labels"]["artisan.dev/revision"] == new,  # type: ignore[index]
+        message="stable fleet rolled",
+    )
+    wait_for(lambda: control.deployment("pin-ensemble-canary")["spec"]["replicas"] == 0)  # type: ignore[index]
+    weights = [e["message"] for e in control.events("cny", "WeightSet")]
+    assert len(weights) == 2, weights
+    assert len(control.events("cny", "Promoted")) == 1
+
+
+def test_canary_aborts_on_a_metric_breach_with_weight_zero_at_once(
+    control: Control, exporter: ControlledExporter
+) -> None:
+    exporter.set("e2e_error_rate", 0.01, test="abort")
+    old = stable_pin(control, "pin")
+    steps = [
+        {"setWeight": 30},
+        {"analysis": {"metrics": [gauge_metric('e2e_error_rate{test="abort"}', count=30)]}},
+        {"setWeight": 100},
+    ]
+    control.create(canary("cny", "pin", steps))
+    new_revision(control, "pin")
+    wait_for(lambda: control.canary_weight("pin") == 30, timeout=15, message="first step")
+    wait_for(
+        lambda: any(m["successful"] >= 1 for m in control.get("canaries", "cny")["status"]["metrics"]),
+        timeout=10,
+        message="a passing measurement",
+    )
+
+    exporter.set("e2e_error_rate", 0.5, test="abort")
+    breached = time.monotonic()
+    wait_for(lambda: control.canary_weight("pin") == 0, timeout=10, message="weight 0")
+    reaction = time.monotonic() - breached
+    assert reaction < 1 + 1 + 3, reaction  # interval + scrape + slack
+
+    # The router is written first, the Canary's status right after.
+    status = wait_for(lambda: (c := control.get("canaries", "cny"))["status"]["phase"] == "Degraded" and c)
+    assert condition(status, "Aborted")["status"] == "True"  # type: ignore[index]
+    assert "Failed" in status["status"]["abortReason"]
+    assert control.get("modelpins", "pin")["status"]["stable"]["revision"] == old
+    assert len(control.events("cny", "Aborted")) == 1
+    # After abortScaleDownDelaySeconds the canary fleet goes to zero; the weight stays 0.
+    wait_for(lambda: control.deployment("pin-ensemble-canary")["spec"]["replicas"] == 0, timeout=10)  # type: ignore[index]
+    assert control.canary_weight("pin") == 0
+
+
+def test_prometheus_outage_mid_analysis_is_an_error_and_aborts(
+    control_factory: Callable[..., Control], exporter: ControlledExporter, tmp_path: Any
+) -> None:
+    exporter.set("e2e_error_rate", 0.0, test="outage")
+    server = PrometheusServer(tmp_path / "prometheus", [exporter.target]).start()
+    try:
+        server.wait_for_sample('e2e_error_rate{test="outage"}', timeout=60)
+        control = control_factory(server.url)
+        stable_pin(control, "pin")
+        metric = gauge_metric('e2e_error_rate{test="outage"}', count=30, consecutiveErrorLimit=2)
+        control.create(canary("cny", "pin", [{"setWeight": 25}, {"analysis": {"metrics": [metric]}}]))
+        new_revision(control, "pin")
+        wait_for(
+            lambda: any(
+                m["successful"] >= 1
+                for m in (control.get("canaries", "cny").get("status") or {}).get("metrics", [])
+            ),
+            timeout=20,
+            message="a passing measurement",
+        )
+        assert control.canary_weight("pin") == 25
+        server.stop()
+        wait_for(lambda: control.canary_weight("pin") == 0, timeout=15, message="abort on Error")
+    finally:
+        server.stop()
+    status = wait_for(lambda: (c := control.get("canaries", "cny")["status"])["phase"] == "Degraded" and c)
+    assert "Error" in status["abortReason"]
+    errors = status["metrics"][0]
+    assert errors["consecutiveErrors"] == 3  # consecutiveErrorLimit=2 tolerated, the third is Error
+    assert "unreachable" in errors["measurements"][-1]["message"]
+
+
+def test_operator_restarts_mid_canary_resume_without_repeating_or_skipping(
+    control: Control, exporter: ControlledExporter
+) -> None:
+    exporter.set("e2e_error_rate", 0.0, test="restart")
+    old = stable_pin(control, "pin")
+    steps = [
+        {"setWeight": 10},
+        {"pause": {"duration": "2s"}},
+        {"setWeight": 40},
+        {"pause": {"duration": "2s"}},
+        {"analysis": {"metrics": [gauge_metric('e2e_error_rate{test="restart"}', count=1)]}},
+        {"setWeight": 70},
+        {"pause": {"duration": "1s"}},
+    ]
+    control.create(canary("cny", "pin", steps))
+    wait_for(lambda: canary_healthy(control, "cny"), timeout=15)
+    new_revision(control, "pin")
+    seen: list[int | None] = []
+    for weight in (10, 40):
+        seen += watch_weights(control, "pin", lambda w=weight: control.canary_weight("pin") == w, timeout=20)
+        control.restart()  # killed in the middle of the pause that follows
+
+    def promoted() -> bool:
+        return control.get("modelpins", "pin")["status"]["stable"]["revision"] != old
+
+    seen += watch_weights(control, "pin", promoted, timeout=30)
+    distinct = [w for i, w in enumerate(seen) if w is not None and (i == 0 or seen[i - 1] != w)]
+    assert distinct == [10, 40, 70], seen
+
+    pin = control.get("modelpins", "pin")["status"]
+    assert [h["revision"] for h in pin["history"]] == [old]  # promoted exactly once
+    for step, weight in ((0, 10), (2, 40), (5, 70)):
+        sets = [e for e in control.events("cny", "WeightSet") if f"step {step}:" in e["message"]]
+        assert len(sets) <= 1, (weight, sets)
+    wait_for(lambda: len(control.events("cny", "Promoted")) == 1, timeout=5)
+    assert len(control.events("cny", "Promoted")) == 1
+    assert len(control.events("cny", "RolloutStarted")) <= 1  # an Event may be lost in a kill, never doubled
