@@ -54,7 +54,7 @@ class EnsembleRuntime:
     policy_description: str = "heuristic"
 
 
-def runtime(request: Request) -> EnsembleRuntime:
+async def runtime(request: Request) -> EnsembleRuntime:
     state: EnsembleRuntime = request.app.state.runtime
     return state
 
@@ -62,7 +62,7 @@ def runtime(request: Request) -> EnsembleRuntime:
 Runtime = Annotated[EnsembleRuntime, Depends(runtime)]
 
 
-def ready_service(rt: Runtime) -> EnsembleService:
+async def ready_service(rt: Runtime) -> EnsembleService:
     if rt.service is None:
         raise UnavailableError("models are not loaded yet", 5)
     return rt.service
@@ -71,7 +71,7 @@ def ready_service(rt: Runtime) -> EnsembleService:
 Service = Annotated[EnsembleService, Depends(ready_service)]
 
 
-def require_admin(rt: Runtime, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(rt: Runtime, authorization: Annotated[str | None, Header()] = None) -> None:
     if rt.admin_token is None:
         raise HTTPException(403, "admin endpoints are disabled: set ARTISAN_ENSEMBLE_ADMIN_TOKEN")
     scheme, _, token = (authorization or "").partition(" ")
@@ -111,12 +111,14 @@ async def metrics(request: Request) -> Response:
     tags=["ensemble"],
     responses={429: {"description": "queue full"}, 503: {"description": "no model can answer"}},
 )
-async def create_brief(body: BriefRequest, service: Service) -> BriefResponse:
+async def create_brief(body: BriefRequest, service: Service) -> Response:
     """Text → brief → validation → hints → formula; the answer states requested and served mode."""
     try:
-        return await service.brief(body.text, body.mode, body.language)
+        result = await service.brief(body.text, body.mode, body.language)
     except NoModelAvailableError as error:
         raise UnavailableError(str(error), error.retry_after_seconds) from error
+    # The service built a validated model: serialize it once (FastAPI would validate it again).
+    return Response(result.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.post("/v1/formulas", response_model=FormulaOut, response_model_by_alias=True, tags=["ensemble"])
