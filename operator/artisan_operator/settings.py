@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     """Prometheus HTTP API for metric analysis; metrics are scraped directly when unset."""
     metric_query_timeout_seconds: float = Field(default=5, gt=0)
     """Timeout of one metric query (Prometheus) or scrape; a timeout counts as a provider error."""
+    experiment_interval_seconds: float = Field(default=30, gt=0)
+    """How often an ABExperiment's statistics are read and analysed."""
+    fleet_interval_seconds: float = Field(default=10, gt=0)
+    """How often the ensemble pods' model health is read for the fleet downshift."""
     training_stall_seconds: float = Field(default=600, gt=0)
     """A trainer whose step does not advance for this long is restarted from its last checkpoint."""
     training_crash_loop_restarts: int = Field(default=3, ge=1)

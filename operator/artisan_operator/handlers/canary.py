@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -294,7 +295,8 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
     if seen is None:
         return None
     body, pin_body = seen
-    now = utc_now()
+    # Full precision (not second-truncated): measurement intervals of a second or two stay exact.
+    now = datetime.now(tz=UTC)
     previous = parse_previous_status(CanaryStatus, body.get("status"))
     owner = owner_from_body(KIND, body)
     try:

@@ -75,7 +75,8 @@ async def run_control_loop(
             delay = RETRY_SECONDS
         resync = context.settings.resync_interval_seconds
         delay = resync if delay is None else min(max(delay, 0.0), resync)
-        deadline = time.monotonic() + delay
+        # Counted from the start of the pass: the plan's "due in N s" was computed then.
+        deadline = started + delay
         while not stopped and not wake.is_set():
             left = deadline - time.monotonic()
             if left <= 0:

@@ -82,6 +82,55 @@ class ExperimentPlan:
     events: tuple[EventNote, ...] = ()
 
 
+GUARDRAIL_SOURCES: dict[str, str] = {
+    "latencyMean": "latency",
+    "latencyP95": "latency",
+    "errorRate": "success",
+    "ifraCompliance": "ifraCompliance",
+    "rating": "rating",
+    "reward": "reward",
+}
+"""The recorded metric (per-variant sufficient statistics) each guardrail is computed from."""
+Z_95 = 1.6448536269514722
+
+
+def guardrail_value(name: str, stats: SufficientStats | None) -> float | None:
+    """A guardrail's value for one variant from the recorded metric's n, Σx, Σx² (pure).
+
+    | guardrail      | from           | value                                        |
+    |----------------|----------------|----------------------------------------------|
+    | latencyMean    | latency        | mean                                         |
+    | latencyP95     | latency        | mean + 1.645 sd (normal approximation)       |
+    | errorRate      | success (0/1)  | 1 − mean                                     |
+    | ifraCompliance | ifraCompliance | mean                                         |
+    | rating, reward | the same       | mean                                         |
+
+    Counters carry no quantiles, so latencyP95 is the normal approximation from mean and variance;
+    None when there are no samples (a guardrail with an unknown value is not met).
+    """
+    if stats is None or stats.n == 0:
+        return None
+    if name == "latencyP95":
+        return stats.mean + Z_95 * math.sqrt(stats.variance) if stats.n >= 2 else None
+    if name == "errorRate":
+        return 1.0 - stats.mean
+    return stats.mean
+
+
+def guardrail_values(
+    spec: ABExperimentSpec, recorded: Mapping[str, Mapping[str, SufficientStats]]
+) -> dict[str, dict[str, float]]:
+    """Variant → guardrail → value, from ``recorded`` (recorded metric → variant → statistics)."""
+    values: dict[str, dict[str, float]] = {}
+    for variant in spec.variants:
+        for guardrail in spec.metrics.guardrails:
+            source = recorded.get(GUARDRAIL_SOURCES[guardrail.name], {})
+            value = guardrail_value(guardrail.name, source.get(variant.name))
+            if value is not None:
+                values.setdefault(variant.name, {})[guardrail.name] = value
+    return values
+
+
 def _guardrail_holds(guardrail: Guardrail, value: float | None) -> bool:
     if value is None or math.isnan(value):
         return False

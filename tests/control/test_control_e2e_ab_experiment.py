@@ -1,0 +1,136 @@
+"""ABExperiment end to end: the gateway's per-variant counters in an exporter, Prometheus, the operator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from artisan_common.routing import EXPERIMENT_KEY
+from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
+from artisan_operator.sandbox.testing import wait_for
+
+from .conftest import NS, Control, condition, stable_pin
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ab_control(control_factory: Callable[..., Control], prometheus: PrometheusServer) -> Control:
+    return control_factory(prometheus.url, experiment_interval_seconds=1.0)
+
+
+def plant(
+    exporter: ControlledExporter, experiment: str, variant: str, values: Any, metric: str = "rating"
+) -> None:
+    """What the gateway's counters would say after observing ``values`` for this variant."""
+    array = np.asarray(values, dtype=float)
+    labels = {"experiment": experiment, "variant": variant, "metric": metric}
+    exporter.set("artisan_variant_observations_total", float(array.size), **labels)
+    exporter.set("artisan_variant_sum_total", float(array.sum()), **labels)
+    exporter.set("artisan_variant_sum_squares_total", float((array**2).sum()), **labels)
+
+
+def experiment(name: str, promote: bool = False, **analysis: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "artisan.dev/v1alpha1",
+        "kind": "ABExperiment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "targetRef": {"name": "pin"},
+            "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}],
+            "analysis": {"minSamplesPerVariant": 100, **analysis},
+            "onConclusion": {"promote": promote},
+        },
+    }
+
+
+def routed_entry(control: Control) -> dict[str, Any] | None:
+    raw = control.routing("pin").get(EXPERIMENT_KEY, "null")
+    entry: dict[str, Any] | None = json.loads(raw)
+    return entry
+
+
+def test_planted_effect_finds_the_winner_and_promotes_it(
+    ab_control: Control, exporter: ControlledExporter
+) -> None:
+    rng = np.random.default_rng(7)
+    plant(exporter, "abx-effect", "control", rng.normal(3.5, 1.0, 400).clip(0))
+    plant(exporter, "abx-effect", "treatment", rng.normal(3.9, 1.0, 400).clip(0))
+    stable_pin(ab_control, "pin")
+    ab_control.create(experiment("abx-effect", promote=True))
+
+    status = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", "abx-effect").get("status") or {}).get("phase")
+            == "Concluded"
+            and s
+        ),
+        timeout=30,
+        message="concluded",
+    )
+    assert status["winner"] == "treatment"
+    assert status["improvementPercent"] == pytest.approx(100 * (3.9 - 3.5) / 3.5, abs=5)
+    treatment = status["variants"][1]
+    assert treatment["n"] == 400
+    assert treatment["pValue"] <= 0.05
+    assert treatment["ciLower"] > 0  # the interval of the difference excludes 0
+    entry = wait_for(lambda: (e := routed_entry(ab_control)) and e.get("promoted") == "treatment" and e)
+    assert entry["experiment"] == "abx-effect"
+    assert len(ab_control.events("abx-effect", "WinnerFound")) == 1
+
+
+def test_a_a_test_finds_no_winner(ab_control: Control, exporter: ControlledExporter) -> None:
+    rng = np.random.default_rng(11)
+    plant(exporter, "abx-aa", "control", rng.normal(3.5, 1.0, 400).clip(0))
+    plant(exporter, "abx-aa", "treatment", rng.normal(3.5, 1.0, 400).clip(0))
+    stable_pin(ab_control, "pin")
+    ab_control.create(experiment("abx-aa"))
+    analysed = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", "abx-aa").get("status") or {}).get("variants")
+            and s["variants"][1].get("n") == 400
+            and s.get("srmPValue") is not None
+            and s
+        ),
+        timeout=30,
+        message="analysed",
+    )
+    passes = ab_control.contexts[-1].metrics.reconcile_total.labels(kind="ABExperiment", result="requeue")
+    seen = passes._value.get()
+    wait_for(lambda: passes._value.get() >= seen + 3, timeout=15, message="three more analyses")
+    status = ab_control.get("abexperiments", "abx-aa")["status"]
+    assert status["phase"] == "Running"
+    assert status.get("winner") is None
+    assert analysed["variants"][1]["pValue"] > 0.05
+    entry = routed_entry(ab_control)
+    assert entry is not None
+    assert entry.get("promoted") is None  # serving all variants, none promoted
+
+
+def test_planted_traffic_imbalance_is_flagged_as_srm(
+    ab_control: Control, exporter: ControlledExporter
+) -> None:
+    rng = np.random.default_rng(3)
+    plant(exporter, "abx-srm", "control", rng.normal(3.5, 1.0, 400).clip(0))
+    plant(exporter, "abx-srm", "treatment", rng.normal(3.5, 1.0, 300).clip(0))  # 50/50 weights
+    stable_pin(ab_control, "pin")
+    ab_control.create(experiment("abx-srm"))
+    status = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", "abx-srm").get("status") or {}).get("phase") == "Invalid"
+            and s
+        ),
+        timeout=30,
+        message="SRM",
+    )
+    assert status["srmPValue"] < 0.001
+    srm = condition({"status": status}, "SRMDetected")
+    assert srm is not None
+    assert srm["status"] == "True"
+    wait_for(lambda: routed_entry(ab_control) is None, timeout=5)  # stopped: no routing entry
+    gauge = ab_control.contexts[-1].metrics.control.experiment_srm.labels(NS, "abx-srm")
+    assert gauge._value.get() == 1
