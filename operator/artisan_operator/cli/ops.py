@@ -676,10 +676,13 @@ def metrics_rows(
             continue
         total = sum(s.value for s in summary.samples)
         detail = ", ".join(
-            f"{','.join(f'{k}={v}' for k, v in s.labels.items())}={s.value:g}" for s in summary.samples[:6]
-        )
+            (",".join(f"{k}={v}" for k, v in s.labels.items()) + f"={s.value:g}") if s.labels else ""
+            for s in summary.samples[:6]
+        ).strip(", ")
         table.add_row(source, summary.name, f"{total:g}", detail)
-        if summary.name == "model_health_status" and any(s.value == 0 for s in summary.samples):
+        # Without its primary model an ensemble serves nothing (the other roles have fallbacks).
+        down = {s.labels.get("model") for s in summary.samples if s.value == 0}
+        if summary.name == "model_health_status" and "primary" in down:
             code = EXIT_UNHEALTHY
     return code
 
