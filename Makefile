@@ -61,7 +61,41 @@ test: $(STAMP) $(SYSTEM_STAMP) lint typecheck verify-crds ## set up, then run ev
 bench: $(STAMP) ## run the benchmarks in bench/ (not part of make test)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
 
+# Runbooks: thin aliases of `kubectl artisan ...` for people used to the seeds' make targets.
+# Variables: NAME=<object>, NS=<namespace> (default: the context's), and per target MODE/FOR/STEP.
+KA = $(BIN)/artisan
+KA_NS = $(if $(NS),-n $(NS),)
+
+runbook-status: $(STAMP) ## kubectl artisan status KIND/NAME --watch (REF=canary/x, TIMEOUT=300)
+	$(KA) status $(REF) --watch --timeout $(or $(TIMEOUT),300) $(KA_NS)
+
+runbook-promote: $(STAMP) ## promote Canary NAME (FULL=1: at once)
+	$(KA) promote $(NAME) $(if $(FULL),--full,) $(KA_NS)
+
+runbook-abort: $(STAMP) ## abort Canary NAME
+	$(KA) abort $(NAME) $(KA_NS)
+
+runbook-downshift: $(STAMP) ## downshift ModelPin NAME to MODE for FOR (e.g. MODE=fast FOR=10m)
+	$(KA) downshift $(NAME) --to $(MODE) --for $(FOR) $(KA_NS)
+
+runbook-emergency-stop: $(STAMP) ## scale ensembles to 0 and suspend TrainingRuns in NS (reversible)
+	$(KA) emergency-stop $(KA_NS)
+
+runbook-resume: $(STAMP) ## undo runbook-emergency-stop exactly
+	$(KA) resume $(KA_NS)
+
+runbook-health-check: $(STAMP) ## health of ModelPin NAME's ensemble pods (URL=... for a port-forward)
+	$(KA) health-check $(NAME) $(if $(URL),--url $(URL),) $(KA_NS)
+
+runbook-cache-clear: $(STAMP) ## clear ModelPin NAME's response cache (ARTISAN_ENSEMBLE_ADMIN_TOKEN, URL=...)
+	$(KA) cache clear $(NAME) $(if $(URL),--url $(URL),) $(KA_NS)
+
+runbook-rollback: $(STAMP) ## restart TrainingRun NAME from checkpoint STEP
+	$(KA) rollback trainingrun $(NAME) --to-checkpoint $(STEP) $(KA_NS)
+
 clean: ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache demo-report
 
-.PHONY: help install system-deps demo run lint typecheck crds verify-crds chart-lint test bench clean
+.PHONY: help install system-deps demo run lint typecheck crds verify-crds chart-lint test bench clean \
+	runbook-status runbook-promote runbook-abort runbook-downshift runbook-emergency-stop \
+	runbook-resume runbook-health-check runbook-cache-clear runbook-rollback
