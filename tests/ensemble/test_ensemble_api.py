@@ -294,6 +294,15 @@ def test_invalid_input_is_refused_naming_the_field(
     assert response.json()["field"] == field
 
 
+def test_configured_text_limit(catalog: IngredientCatalog) -> None:
+    config = fast_config(limits={"maxTextChars": 10})
+    with TestClient(make_app(fake_generators(), catalog, config=config)) as client:
+        response = client.post("/v1/briefs", json={"text": "x" * 11})
+        assert response.status_code == 422
+        assert response.json()["field"] == "text"
+        assert client.post("/v1/briefs", json={"text": "x" * 10}).status_code == 200
+
+
 def test_request_body_limit(client: TestClient) -> None:
     response = client.post(
         "/v1/briefs", content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"}

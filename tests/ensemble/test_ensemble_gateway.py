@@ -241,6 +241,14 @@ async def test_gateway_forwards_and_hot_reloads_within_two_seconds(
 
     assert await wait_for(on_stable) < 2.0
 
+    # OpenAI-compatible chat goes through too, streamed or not
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    plain = await client.post("/v1/chat/completions", json=chat)
+    assert plain.json()["object"] == "chat.completion"
+    streamed = await client.post("/v1/chat/completions", json={**chat, "stream": True})
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert streamed.text.rstrip().endswith("data: [DONE]")
+
     # a broken table is not applied: the last good one stays in force
     write_part(routing, PIN_KEY, "{not json")
     await asyncio.sleep(0.3)

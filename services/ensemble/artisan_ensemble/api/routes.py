@@ -113,6 +113,12 @@ async def metrics(request: Request) -> Response:
 )
 async def create_brief(body: BriefRequest, service: Service) -> Response:
     """Text → brief → validation → hints → formula; the answer states requested and served mode."""
+    limit = service.config.limits.max_text_chars
+    if len(body.text) > limit:
+        return JSONResponse(
+            status_code=422,
+            content={"error": f"text: at most {limit} characters", "field": "text"},
+        )
     try:
         result = await service.brief(body.text, body.mode, body.language)
     except NoModelAvailableError as error:

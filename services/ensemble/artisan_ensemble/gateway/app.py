@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from artisan_common.curation import rating_to_reward
@@ -19,7 +19,7 @@ from artisan_common.routing import RoutingTable
 from artisan_common.training import CurationSpec
 from artisan_ensemble.api.errors import UnavailableError, install_error_handlers
 from artisan_ensemble.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from artisan_ensemble.api.models import BriefRequest, FeedbackRequest, FormulaRequest
+from artisan_ensemble.api.models import BriefRequest, ChatCompletionRequest, FeedbackRequest, FormulaRequest
 from artisan_ensemble.gateway.decide import GatewayDecision, decide_route
 from artisan_ensemble.gateway.routing_watch import RoutingWatcher
 from artisan_ensemble.metrics import GatewayMetrics
@@ -152,6 +152,38 @@ def create_gateway_app(
             metrics.observe(decision.experiment, decision.variant, "rating", body.rating)
             metrics.observe(decision.experiment, decision.variant, "reward", reward)
         return relay(upstream, decision)
+
+    @router.post("/v1/chat/completions", tags=["gateway"])
+    async def chat(body: ChatCompletionRequest) -> Response:
+        """OpenAI-compatible pass-through to the stable (or canary) fleet; SSE streams are relayed."""
+        decision = decide_route(runtime.table(), _user_key(None), None)
+        payload = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if not body.stream:
+            return relay(await forward(decision, "/v1/chat/completions", payload), decision)
+        assert runtime.client is not None
+        url = decision.backend.url.rstrip("/") + "/v1/chat/completions"
+        request = runtime.client.build_request("POST", url, json=payload)
+        try:
+            upstream = await runtime.client.send(request, stream=True)
+        except httpx.HTTPError as error:
+            metrics.upstream_errors.labels(track=decision.track).inc()
+            raise UnavailableError(
+                f"{decision.track} backend unreachable: {type(error).__name__}", 1
+            ) from error
+
+        async def relay_stream() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                await upstream.aclose()
+
+        return StreamingResponse(
+            relay_stream(),
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type", "text/event-stream"),
+            headers={"X-Artisan-Track": decision.track},
+        )
 
     app = FastAPI(title="Artisan gateway", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
