@@ -108,7 +108,11 @@ def test_garbage_model_output_still_yields_a_valid_brief_and_says_so(
     assert body["validation"]["source"] == "rules"
     assert body["hints"]["source"] == "template"
     assert 5 <= len(body["hints"]["items"]) <= 8
-    assert body["mode"]["served"] == "creative"  # every model answered; only their output was unusable
+    # every model answered, only their output was unusable: a fallback, not a downshift
+    assert body["mode"]["served"] == "creative"
+    assert body["mode"]["route"] == "keywords"
+    assert body["mode"]["downshifted"] is False
+    assert body["mode"]["reason"] == "primary output unusable: brief from the keyword dictionary"
 
 
 def test_downshift_tree_every_rung_and_back(catalog: IngredientCatalog, clock: FakeClock) -> None:

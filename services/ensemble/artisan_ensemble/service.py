@@ -274,18 +274,24 @@ class EnsembleService:
         validation = await self._validation(text, brief, trace)
         hints = await self._hints(brief, trace)
         route = "models" if source != "keywords" else "keywords"
-        downshifted = trace.served != requested or route != "models"
+        # Downshifted = a model could not be used. Unusable output from a model that answered is a
+        # fallback (listed in ``fallbacks``), not a downshift: the requested models all ran.
+        primary_down = route == "keywords" and bool(trace.reasons)
+        downshifted = trace.served != requested or primary_down
+        default_reason = (
+            "primary output unusable: brief from the keyword dictionary" if route == "keywords" else ""
+        )
         decision = ModeDecision(
             requested=requested,
             served=trace.served,
             route=route,
             downshifted=downshifted,
-            reason="; ".join(dict.fromkeys(trace.reasons)) or "as requested",
+            reason="; ".join(dict.fromkeys(trace.reasons)) or default_reason or "as requested",
         )
         if downshifted:
             self._record_switch(
                 RoutePlan(requested, trace.served, "models", decision.reason),
-                "rules" if route == "keywords" else trace.served,
+                "rules" if primary_down else trace.served,
             )
         response = BriefResponse(
             id=uuid.uuid4().hex,
