@@ -498,7 +498,8 @@ class EnsembleService:
             except BaseException as error:  # forwarded to the event loop, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", error))
 
-        future = loop.run_in_executor(self.executor, pump)
+        # The pump stops by itself: the backend checks the deadline between tokens.
+        loop.run_in_executor(self.executor, pump)
         first = True
         try:
             while True:
@@ -518,8 +519,6 @@ class EnsembleService:
             self.metrics.model_calls.labels(model="primary", result="error").inc()
             reason = "timeout" if isinstance(error, TimeoutError) else str(error)
             raise ModelCallError("primary", reason) from error
-        finally:
-            await asyncio.shield(asyncio.wrap_future(future)) if future.done() else None
         breaker.record_success()
         self.metrics.model_calls.labels(model="primary", result="ok").inc()
 

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from artisan_common.curation import CurationHistory, FeedbackSample, filter_sample, rating_to_reward
 from artisan_common.feedback_store import FeedbackStore
 from artisan_common.ifra import check_formula
+from artisan_common.serving import ModeParams
 from artisan_ensemble.api.errors import UnavailableError
 from artisan_ensemble.api.models import (
     BriefRequest,
@@ -295,9 +296,7 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _params(request: GenerationRequest) -> Any:
-    from artisan_common.serving import ModeParams
-
+def _params(request: GenerationRequest) -> ModeParams:
     return ModeParams(
         max_new_tokens=request.max_new_tokens,
         temperature=request.temperature,
