@@ -21,7 +21,14 @@ import kopf
 
 from artisan_operator.settings import Settings
 
-HANDLER_MODULES: tuple[str, ...] = ("startup", "training_run", "model_pin", "canary", "ab_experiment")
+HANDLER_MODULES: tuple[str, ...] = (
+    "startup",
+    "training_run",
+    "model_pin",
+    "canary",
+    "ab_experiment",
+    "fleet_health",
+)
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:

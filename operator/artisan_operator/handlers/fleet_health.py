@@ -1,0 +1,192 @@
+"""Fleet health loop: a daemon per ModelPin reads each ensemble pod's model health and downshifts.
+
+Every ``fleet_interval_seconds`` (sooner when a hold or an outage timer ends) one pass:
+
+1. reads the ModelPin afresh and every stable-fleet pod's ``model_health_status{model}``: from
+   Prometheus (series labelled ``namespace``, ``service="<pin>-ensemble"`` and ``pod``, as a
+   ServiceMonitor labels them) or, with no Prometheus configured, by scraping each pod's /metrics;
+2. ``assess_fleet`` → mode ceiling, downshift record, per-model health, ``Downshifted`` condition;
+3. writes the ceiling into ``pin.json`` of the routing table at once (the gateway caps modes by it),
+   then those ModelPin status fields (the ModelPin reconcile carries them and keeps ``pin.json`` in
+   step), removes a consumed ``artisan.dev/downshift`` annotation, and posts the Events.
+
+A metric provider error changes nothing (no health data is not evidence of an outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from artisan_common.routing import PIN_KEY
+from artisan_operator.api.common import GROUP, VERSION
+from artisan_operator.api.model_pin import (
+    DOWNSHIFT_ANNOTATION,
+    KIND,
+    PLURAL,
+    ModelPinSpec,
+    ModelPinStatus,
+)
+from artisan_operator.cluster import ClusterClient
+from artisan_operator.cluster.control import (
+    patch_model_pin_status,
+    patch_routing_key,
+    pods_metrics_urls_by_name,
+    read_custom,
+    read_routing,
+    remove_annotation,
+)
+from artisan_operator.handlers.context import OperatorContext
+from artisan_operator.handlers.control_loop import metric_provider, post_events, run_control_loop
+from artisan_operator.handlers.reconcile import parse_previous_status, utc_now
+from artisan_operator.manifests.common import Owner, selector_labels
+from artisan_operator.manifests.ensemble import APP_NAME, HTTP_PORT, TRACK_LABEL, ensemble_service_name
+from artisan_operator.metrics.providers import ScrapeProvider
+from artisan_operator.policy.fleet_health import FleetObservation, FleetPlan, assess_fleet
+from artisan_operator.settings import Settings
+
+HEALTH_METRIC = "model_health_status"
+RETRY_SECONDS = 10.0
+
+PodHealth = dict[str, dict[str, bool]]
+
+
+def model_names(spec: ModelPinSpec) -> list[str]:
+    refs = (spec.models.primary, spec.models.validator, spec.models.creative)
+    return sorted({ref.name for ref in refs if ref is not None})
+
+
+async def health_from_prometheus(
+    context: OperatorContext, namespace: str, pin: str, models: list[str]
+) -> PodHealth | str:
+    provider = metric_provider(context)
+    assert provider is not None
+    service = ensemble_service_name(pin)
+    pods: PodHealth = {}
+    replies = await asyncio.gather(
+        *(
+            provider.query_by(
+                f'{HEALTH_METRIC}{{namespace="{namespace}",service="{service}",model="{model}"}}', "pod"
+            )
+            for model in models
+        )
+    )
+    for model, reply in zip(models, replies, strict=True):
+        if isinstance(reply, str):
+            return reply
+        for pod, value in reply.items():
+            pods.setdefault(pod, {})[model] = value >= 1
+    return pods
+
+
+async def health_from_scrape(
+    context: OperatorContext, namespace: str, pin: str, models: list[str]
+) -> PodHealth | str:
+    cluster = context.require_cluster()
+    identity = Owner("ModelPin", pin, namespace, "")
+    selector = {**selector_labels(identity, name=APP_NAME, component="ensemble"), TRACK_LABEL: "stable"}
+    urls = await cluster.run(pods_metrics_urls_by_name, cluster, namespace, selector, HTTP_PORT)
+    pods: PodHealth = {}
+    for pod, url in urls.items():
+        scraper = ScrapeProvider(
+            targets=functools.partial(list, [url]), timeout=context.settings.metric_query_timeout_seconds
+        )
+        reply = await scraper.query_by(HEALTH_METRIC, "model")
+        if isinstance(reply, str):
+            continue  # an unreachable pod reports nothing (its readiness probe handles it)
+        pods[pod] = {model: value >= 1 for model, value in reply.items() if model in models}
+    return pods
+
+
+def status_fields(plan: FleetPlan) -> dict[str, Any]:
+    """The ModelPin status fields the fleet loop owns, in wire form."""
+    status = ModelPinStatus(
+        mode_ceiling=plan.mode_ceiling,
+        downshift=plan.downshift,
+        model_health=plan.model_health,
+        conditions=plan.conditions,
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {
+        "modeCeiling": status["modeCeiling"],
+        "downshift": status.get("downshift"),
+        "modelHealth": status.get("modelHealth", []),
+        "conditions": status.get("conditions", []),
+    }
+
+
+def apply_fleet_plan(cluster: ClusterClient, body: Mapping[str, Any], plan: FleetPlan) -> None:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    routing = read_routing(cluster, namespace, name) or {}
+    if PIN_KEY in routing:
+        route = json.loads(routing[PIN_KEY])
+        if route.get("modeCeiling") != plan.mode_ceiling:
+            route["modeCeiling"] = plan.mode_ceiling
+            patch_routing_key(
+                cluster, namespace, name, PIN_KEY, json.dumps(route, sort_keys=True, separators=(",", ":"))
+            )
+    fields = status_fields(plan)
+    current = body.get("status") or {}
+    if any(current.get(key) != value for key, value in fields.items()):
+        patch_model_pin_status(cluster, namespace, name, fields)
+    if plan.consumed_annotation:
+        remove_annotation(cluster, PLURAL, namespace, name, DOWNSHIFT_ANNOTATION)
+
+
+async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: Any) -> float | None:
+    cluster = context.require_cluster()
+    body = await cluster.run(read_custom, cluster, PLURAL, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        spec = ModelPinSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None  # the ModelPin reconcile reports InvalidSpec
+    models = model_names(spec)
+    if context.settings.prometheus_url:
+        pods = await health_from_prometheus(context, namespace, name, models)
+    else:
+        pods = await health_from_scrape(context, namespace, name, models)
+    if isinstance(pods, str):
+        context.metrics.record_error("ModelPinFleet", "MetricsUnavailable")
+        return RETRY_SECONDS
+    previous = parse_previous_status(ModelPinStatus, body.get("status"))
+    generation = body["metadata"].get("generation")
+    observation = FleetObservation(
+        pods=pods,
+        downshift=previous.downshift,
+        model_health=previous.model_health,
+        conditions=previous.conditions,
+        annotation=(body["metadata"].get("annotations") or {}).get(DOWNSHIFT_ANNOTATION),
+        generation=int(generation) if generation is not None else None,
+    )
+    plan = assess_fleet(spec.models, spec.downshift, observation, utc_now())
+    await cluster.run(apply_fleet_plan, cluster, body, plan)
+    context.metrics.control.downshifted.labels(namespace, name).set(1 if plan.downshift else 0)
+    post_events(body, plan.events)
+    interval = context.settings.fleet_interval_seconds
+    return interval if plan.requeue_after is None else min(plan.requeue_after, interval)
+
+
+async def fleet_health_daemon(
+    name: str, namespace: str | None, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: Any, **_: Any
+) -> None:
+    assert namespace is not None  # ModelPins are namespaced
+    await run_control_loop(
+        "ModelPinFleet", fleet_pass, namespace=namespace, name=name, memo=memo, stopped=stopped, logger=logger
+    )
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    kopf.daemon(
+        GROUP, VERSION, PLURAL, id="fleet_health_daemon", cancellation_timeout=5.0, registry=registry
+    )(fleet_health_daemon)
+
+
+__all__ = ["KIND", "fleet_health_daemon", "register"]
