@@ -126,3 +126,52 @@ def test_healthz_reports_a_stall() -> None:
         info.value.close()
     finally:
         server.stop()
+
+
+def test_fit_reward_model_from_the_feedback_store(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from artisan_common.catalog import load_catalog
+    from artisan_common.curation import FeedbackSample
+    from artisan_common.feedback_store import SQLiteFeedbackStore
+    from artisan_trainer.env import LinearRewardModel
+
+    catalog = load_catalog()
+    rng = np.random.default_rng(0)
+    with SQLiteFeedbackStore(tmp_path / "fb.db") as store:
+        for i in range(120):
+            p = rng.dirichlet(np.full(len(catalog), 0.3))
+            store.add(
+                FeedbackSample(
+                    sample_id=f"s{i}",
+                    user_id=f"u{i % 40}",
+                    rating=float(1 + i % 3),
+                    reward=float(i % 3) - 1,
+                    response_seconds=20,
+                    ifra_compliant=True,
+                    created_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=20 * i),
+                    brief={"families": {"woody": 1.0}, "style": "woody"},
+                    formula=dict(zip(catalog.ids, p.tolist(), strict=True)),
+                )
+            )
+    out, report_file = tmp_path / "rm" / "model.json", tmp_path / "report.json"
+    code = cli.main(
+        [
+            "fit-reward-model",
+            "--feedback-db",
+            str(tmp_path / "fb.db"),
+            "--out",
+            str(out),
+            "--report-json",
+            str(report_file),
+        ]
+    )
+    assert code == 0
+    LinearRewardModel.from_json(out.read_text())
+    report = json.loads(report_file.read_text())
+    assert report["quality"]["total"] == 120
+    assert report["quality"]["accepted"] == 120
+    assert report["retuning"]["mean_rating"] == pytest.approx(2.0, abs=0.02)
+    assert "ppo.entropy.initial" in [s["parameter"] for s in report["retuning"]["suggestions"]]

@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--summary-json", type=Path, default=Path(summary) if summary else None)
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument("--progress", choices=["auto", "bar", "json"], default="auto")
+
+    fit = sub.add_parser(
+        "fit-reward-model", help="curate stored feedback, fit the Fragrance reward model, suggest retuning"
+    )
+    db = _env("FEEDBACK_DB")
+    fit.add_argument(
+        "--feedback-db", type=Path, default=db, required=db is None, help="SQLite feedback store"
+    )
+    fit.add_argument("--out", type=Path, required=True, help="where to write the reward model JSON")
+    fit.add_argument(
+        "--config", action="append", type=Path, default=[Path(config_default)] if config_default else []
+    )
+    fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    fit.add_argument(
+        "--report-json", type=Path, default=None, help="write curation and retuning reports here"
+    )
     return parser
 
 
@@ -197,11 +213,48 @@ def train(args: argparse.Namespace) -> int:
     return EXIT_ROLLBACKS_EXHAUSTED if summary.status == "rollbacks_exhausted" else EXIT_OK
 
 
+def fit_reward_model_command(args: argparse.Namespace) -> int:
+    """Re-curate the stored feedback with this run's thresholds, fit, write atomically, suggest retuning."""
+    from artisan_common.catalog import load_catalog
+    from artisan_common.curation import curate
+    from artisan_common.feedback_store import SQLiteFeedbackStore
+    from artisan_common.retuning import suggest_retuning
+    from artisan_trainer.env import fit_reward_model
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"artisan-trainer: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    with SQLiteFeedbackStore(args.feedback_db) as store:
+        stored = store.curated()
+    kept, quality = curate(stored, config.feedback.curation)
+    retuning = suggest_retuning([s.rating for s in kept], config.training_config())
+    report: dict[str, Any] = {
+        "quality": quality.model_dump(),
+        "retuning": retuning.model_dump(),
+        "model": None,
+    }
+    try:
+        model = fit_reward_model(kept, load_catalog())
+    except ValueError as exc:
+        report["model_error"] = str(exc)
+    else:
+        atomic_write_bytes(args.out, model.to_json().encode())
+        report["model"] = str(args.out)
+    if args.report_json is not None:
+        atomic_write_bytes(args.report_json, (json.dumps(report, indent=2) + "\n").encode())
+    print(json.dumps({"event": "fit-reward-model", **report}), flush=True)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='{"level": "%(levelname)s", "message": "%(message)s"}')
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command == "fit-reward-model":
+        return fit_reward_model_command(args)
     return EXIT_CONFIG  # pragma: no cover - argparse requires a command
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor, nn
+from torch.nn import functional
 
 from artisan_trainer import env as _fragrance_env  # registers artisan/Fragrance-v0
 from artisan_trainer.algo import (
@@ -110,17 +111,27 @@ class Agent(nn.Module):
         self.critic = _mlp([obs_dim, *hidden], 1, 1.0)
         self.actor = _mlp([obs_dim, *hidden], n_out, 0.01)
         self.log_std = nn.Parameter(torch.zeros(n_out), requires_grad=not self.discrete)
+        self._critic_layers = [m for m in self.critic if isinstance(m, nn.Linear)]
+        self._actor_layers = [m for m in self.actor if isinstance(m, nn.Linear)]
+
+    @staticmethod
+    def _mlp_forward(layers: list[nn.Linear], x: Tensor) -> Tensor:
+        """Same result as calling the Sequential, without nn.Module call overhead (hot path)."""
+        for layer in layers[:-1]:
+            x = torch.tanh(functional.linear(x, layer.weight, layer.bias))
+        last = layers[-1]
+        return functional.linear(x, last.weight, last.bias)
 
     def value(self, obs: Tensor) -> Tensor:
-        values: Tensor = self.critic(obs)
-        return values.squeeze(-1)
+        return self._mlp_forward(self._critic_layers, obs).squeeze(-1)
 
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Sample actions; returns (action, log-probability, value)."""
-        out = self.actor(obs)
+        out = self._mlp_forward(self._actor_layers, obs)
         if self.discrete:
-            action = torch.multinomial(out.softmax(-1), 1).squeeze(-1)
-            logp, _ = categorical_logp_entropy(out, action)
+            # Gumbel-max sampling: argmax(logits − log E), E ~ Exp(1), is a categorical draw.
+            action = (out - torch.empty_like(out).exponential_().log()).argmax(-1)
+            logp = out.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         else:
             action = out + torch.randn_like(out) * self.log_std.exp()
             logp, _ = gaussian_logp_entropy(out, self.log_std, action)
@@ -128,7 +139,7 @@ class Agent(nn.Module):
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log-probability, entropy, value) of given actions under the current policy."""
-        out = self.actor(obs)
+        out = self._mlp_forward(self._actor_layers, obs)
         if self.discrete:
             logp, entropy = categorical_logp_entropy(out, actions)
         else:
@@ -247,8 +258,9 @@ class PPOTrainer:
 
         # -- agent ---------------------------------------------------------------------------
         self.agent = Agent(int(np.prod(self.obs_shape)), action_space, runtime.hidden_sizes).to(self.device)
+        # fused: one kernel per step for all parameters instead of a Python loop over them.
         self.optimizer = torch.optim.Adam(
-            self.agent.parameters(), lr=config.ppo.learning_rate.initial, eps=1e-5
+            self.agent.parameters(), lr=config.ppo.learning_rate.initial, eps=1e-5, fused=True
         )
         self.discrete = self.agent.discrete
         if isinstance(action_space, gym.spaces.Box):
@@ -433,7 +445,7 @@ class PPOTrainer:
         b_returns = returns.reshape(-1)
         batch = b_obs.shape[0]
         value_clip = ppo.clip_range if runtime.clip_value_loss else None
-        totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
+        totals = torch.zeros(4, device=self.device)  # policy loss, value loss, entropy, clip fraction
         minibatches = 0
         params = list(self.agent.parameters())
         for _epoch in range(ppo.epochs):
@@ -450,13 +462,12 @@ class PPOTrainer:
                 loss.backward()  # type: ignore[no-untyped-call]
                 nn.utils.clip_grad_norm_(params, runtime.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    totals["policy_loss"] += float(pg_loss)
-                    totals["value_loss"] += float(v_loss)
-                    totals["entropy"] += float(entropy_mean)
-                    totals["clip_fraction"] += float(clip_fraction(new_logp, b_logp[idx], ppo.clip_range))
+                with torch.no_grad():  # summed on the device: no host sync per minibatch
+                    clipped = clip_fraction(new_logp, b_logp[idx], ppo.clip_range)
+                    totals += torch.stack([pg_loss, v_loss, entropy_mean, clipped])
                 minibatches += 1
-        out = {key: value / minibatches for key, value in totals.items()}
+        means = (totals / minibatches).tolist()
+        out = dict(zip(("policy_loss", "value_loss", "entropy", "clip_fraction"), means, strict=True))
         with torch.no_grad():  # KL of the final policy against the rollout policy, on the whole batch
             final_logp, _, _ = self.agent.evaluate(b_obs, b_actions)
             out["approx_kl"] = float(approx_kl(b_logp, final_logp))
