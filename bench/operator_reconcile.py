@@ -188,8 +188,7 @@ def serve(which: str, kubeconfig: Path) -> int:
     main = artisan_operator_main(kubeconfig) if which == "artisan" else floor_operator_main(kubeconfig)
     operator = OperatorThread(main).start(60)
     print("READY", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.stdin.close())
-    sys.stdin.read()
+    sys.stdin.read()  # until the parent closes our stdin (or exits)
     operator.stop(60)
     return 0
 
@@ -207,6 +206,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve, args.kubeconfig)
+    # On SIGTERM (e.g. `timeout`), unwind normally so the operator processes are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     console = Console()
     results: list[SideResult] = []
