@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from artisan_operator.api import KINDS
+from artisan_operator.cluster.permissions import required_rules
 from artisan_operator.rbac import (
-    Permission,
     WildcardError,
     permissions_from_rendered_chart,
     permissions_from_rules,
@@ -99,20 +99,9 @@ def test_lint_strict_catches_a_broken_template(tmp_path: Path) -> None:
 
 # --- RBAC -------------------------------------------------------------------------------------
 
-EXPECTED_CLUSTER_PERMISSIONS = {
-    *(Permission("artisan.dev", k.plural, v) for k in KINDS for v in ("get", "list", "watch", "patch")),
-    *(Permission("artisan.dev", f"{k.plural}/status", v) for k in KINDS for v in ("get", "patch")),
-    *(Permission("batch", "jobs", v) for v in ("get", "list", "watch", "create", "patch", "delete")),
-    *(Permission("", "persistentvolumeclaims", v) for v in ("get", "list", "watch", "create", "patch")),
-    *(Permission("", "services", v) for v in ("get", "list", "watch", "create", "patch")),
-    *(Permission("", "configmaps", v) for v in ("get", "list", "watch", "create", "patch", "delete")),
-    *(Permission("apps", "deployments", v) for v in ("get", "list", "watch", "create", "patch", "delete")),
-    *(Permission("", "pods", v) for v in ("get", "list", "watch")),
-    Permission("", "pods/log", "get"),
-    *(Permission(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
-    *(Permission("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),
-    *(Permission("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
-}
+# The exact comparison with the code's needs is tests/chart/test_chart_rbac_matches_code.py; here
+# the shape: a ClusterRole holds exactly those rules.
+EXPECTED_CLUSTER_PERMISSIONS = frozenset(required_rules(clusterwide=True))
 
 
 def test_cluster_mode_grants_exactly_the_operator_permissions(chart: helm.Chart) -> None:

@@ -8,9 +8,9 @@ from artisan_operator.cluster.permissions import (
     ARTISAN_PLURALS,
     code_rules,
     required_rules,
-    rules_from_rbac,
     rules_in_source,
 )
+from artisan_operator.rbac import permissions_from_rules
 
 pytestmark = pytest.mark.timeout(5)
 
@@ -71,7 +71,7 @@ def test_rendered_rules_flatten_to_the_same_triples() -> None:
         {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "create"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list"]},
     ]
-    assert rules_from_rbac(rendered) == {
+    assert permissions_from_rules(rendered) == {
         ("", "configmaps", "get"),
         ("", "configmaps", "create"),
         ("", "services", "get"),

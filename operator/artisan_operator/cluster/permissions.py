@@ -9,9 +9,15 @@ Two sources:
   parameter, stands for every Artisan kind;
 * kopf's own needs: list/watch/patch on the four kinds (watching, finalizers, annotations), create
   Events, and, cluster-wide only, list/watch CustomResourceDefinitions (kopf's resource scanning;
-  namespaced mode disables it, see ``handlers.startup``).
+  namespaced mode disables it, see ``handlers.startup``);
+* owner references: children carry ``blockOwnerDeletion: true`` (a foreground deletion of a
+  TrainingRun waits until its Job's pods are gone, so no trainer still writes the checkpoint PVC
+  when the run is reported deleted). Setting it needs ``update`` on ``<owner>/finalizers`` where the
+  OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift and hardened clusters), so
+  it is granted for exactly the kinds that own children (:data:`OWNER_KINDS`).
 
-The chart's rendered RBAC must equal :func:`required_rules` exactly (tests compare them).
+The chart's rendered RBAC must equal :func:`required_rules` exactly (tests compare them); the
+flattening of rendered rules lives in the pure :mod:`artisan_operator.rbac`.
 """
 
 from __future__ import annotations
@@ -23,10 +29,19 @@ import re
 from typing import Any
 
 from artisan_operator.api import KINDS
+from artisan_operator.api.canary import KIND as CANARY
 from artisan_operator.api.common import GROUP
+from artisan_operator.api.model_pin import KIND as MODEL_PIN
+from artisan_operator.api.training_run import KIND as TRAINING_RUN
+from artisan_operator.rbac import Permission
 
-Rule = tuple[str, str, str]
+Rule = Permission
 """(apiGroup, resource[/subresource], verb)."""
+
+OWNER_KINDS = (TRAINING_RUN, MODEL_PIN, CANARY)
+"""Kinds whose children carry an owner reference with ``blockOwnerDeletion`` (manifests/): the
+TrainingRun's Job, PVC, ConfigMap and Service; the ModelPin's Deployment, Service and routing
+ConfigMap; the Canary's canary Deployment and Service. An ABExperiment owns no object."""
 
 CALL = re.compile(
     r"^(?P<verb>create|read|get|patch|delete|list|replace)_namespaced_(?P<resource>\w+?)(?P<status>_status)?$"
@@ -114,10 +129,10 @@ def rules_in_source(source: str, namespace: dict[str, Any]) -> set[Rule]:
         suffix = "/status" if match["status"] else ""
         if match["resource"] == "custom_object":
             for group, plural in _custom_resources(calls.get(id(node)), namespace):
-                rules.add((group, plural + suffix, verb))
+                rules.add(Permission(group, plural + suffix, verb))
         else:
             plural = match["resource"].replace("_", "") + "s"
-            rules.add((CLIENT_GROUPS[receiver], plural + suffix, verb))
+            rules.add(Permission(CLIENT_GROUPS[receiver], plural + suffix, verb))
     return rules
 
 
@@ -137,23 +152,22 @@ def code_rules() -> set[Rule]:
 
 
 def kopf_rules(*, clusterwide: bool) -> set[Rule]:
-    rules = {(GROUP, plural, verb) for plural in ARTISAN_PLURALS for verb in ("list", "watch", "patch")}
-    rules.add(("", "events", "create"))
+    rules = {
+        Permission(GROUP, plural, verb) for plural in ARTISAN_PLURALS for verb in ("list", "watch", "patch")
+    }
+    rules.add(Permission("", "events", "create"))
     if clusterwide:
-        rules |= {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
+        rules |= {
+            Permission("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
+        }
     return rules
 
 
+def owner_rules() -> set[Rule]:
+    """``update`` on the finalizers subresource of each kind that owns children (blockOwnerDeletion)."""
+    plurals = {kind.kind: kind.plural for kind in KINDS}
+    return {Permission(GROUP, f"{plurals[kind]}/finalizers", "update") for kind in OWNER_KINDS}
+
+
 def required_rules(*, clusterwide: bool = True) -> set[Rule]:
-    return code_rules() | kopf_rules(clusterwide=clusterwide)
-
-
-def rules_from_rbac(rules: list[dict[str, Any]]) -> set[Rule]:
-    """Flatten rendered (Cluster)Role rules into the same triples (wildcards stay visible as '*')."""
-    flat: set[Rule] = set()
-    for rule in rules:
-        for group in rule.get("apiGroups") or [""]:
-            for resource in rule.get("resources") or []:
-                for verb in rule.get("verbs") or []:
-                    flat.add((group, resource, verb))
-    return flat
+    return code_rules() | kopf_rules(clusterwide=clusterwide) | owner_rules()
