@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-dir", type=Path, default=_env("CHECKPOINT_DIR"), required=_env("CHECKPOINT_DIR") is None
     )
     train.add_argument("--resume", action="store_true", default=_env("RESUME", "") in {"1", "true", "yes"})
+    train.add_argument(
+        "--resume-from-step",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="resume from the newest verified checkpoint at or before STEP; newer ones are dropped",
+    )
     port = _env("METRICS_PORT")
     train.add_argument(
         "--metrics-port", type=int, default=int(port) if port else None, help="serve /metrics and /healthz"
@@ -191,7 +198,8 @@ def train(args: argparse.Namespace) -> int:
         trainer = PPOTrainer(
             config,
             args.checkpoint_dir,
-            resume=args.resume,
+            resume=args.resume or args.resume_from_step is not None,
+            resume_at_or_before=args.resume_from_step,
             hooks=FanOut(metrics, progress),
             stop_requested=lambda: stop["requested"],
         )

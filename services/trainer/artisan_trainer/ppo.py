@@ -41,7 +41,7 @@ from artisan_trainer.algo import (
     normalize_advantages,
     value_loss,
 )
-from artisan_trainer.checkpoints import CheckpointManager
+from artisan_trainer.checkpoints import CheckpointError, CheckpointManager
 from artisan_trainer.config import TrainerConfig
 from artisan_trainer.envstate import restore_env, snapshot_env
 from artisan_trainer.normalization import RewardNormalizer
@@ -60,6 +60,7 @@ from artisan_trainer.schedules import entropy_coef_at, learning_rate_at
 
 _fragrance_env.register()
 
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 RETURN_WINDOW = 100
 """Episodes behind ``mean_return_last_100`` and the best-checkpoint score."""
 
@@ -133,8 +134,10 @@ class Agent(nn.Module):
             action = (out - torch.empty_like(out).exponential_().log()).argmax(-1)
             logp = out.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         else:
-            action = out + torch.randn_like(out) * self.log_std.exp()
-            logp, _ = gaussian_logp_entropy(out, self.log_std, action)
+            noise = torch.randn_like(out)
+            action = out + noise * self.log_std.exp()
+            # (action − mean)/std is the noise itself, so the Gaussian log-density needs no division.
+            logp = -0.5 * noise.pow(2).sum(-1) - (self.log_std.sum() + _LOG_SQRT_2PI * out.shape[-1])
         return action, logp, self.value(obs)
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -227,6 +230,7 @@ class PPOTrainer:
         checkpoint_dir: Path,
         *,
         resume: bool = False,
+        resume_at_or_before: int | None = None,
         hooks: TrainingHooks | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -303,9 +307,17 @@ class PPOTrainer:
         self.injected_anomalies: dict[int, Anomaly] = {}
         """Test hook: update number → anomaly reported as if a detector had fired."""
 
-        resumed = self.checkpoints.load_latest_valid() if resume else None
+        # resume_at_or_before (the operator's rollback to a step): the newest verified checkpoint at or
+        # before it; the newer ones are the abandoned branch and are dropped, as after a rollback.
+        resumed = self.checkpoints.load_latest_valid(at_or_before=resume_at_or_before) if resume else None
         if resumed is not None:
             self._restore(resumed, keep_rollback_history=False)
+            if resume_at_or_before is not None:
+                self.checkpoints.discard_after(self.step)
+        elif resume and resume_at_or_before is not None:
+            raise CheckpointError(
+                f"--resume-from-step {resume_at_or_before}: no verified checkpoint at or before that step"
+            )
         else:
             self._save_checkpoint()  # step 0: there is always a rollback target
 
