@@ -30,6 +30,8 @@ SEED_METRICS = (
     "artisan_trainer_rollbacks_exhausted",
     "ppo_last_checkpoint_step",
     "ppo_best_checkpoint_step",
+    'rl_checkpoint_rollback_total{reason="kl_divergence"} 0.0',
+    'data_curation_rejections_total{reason="rate_limited"} 0.0',
 )
 
 

@@ -17,6 +17,7 @@ from artisan_trainer.rollback import (
     learning_rate_scale_after,
     observe_update,
 )
+from artisan_trainer.server import TrainerMetrics
 
 SETTINGS = DetectorSettings(
     kl_threshold=0.03, kl_consecutive=2, loss_spike_factor=2.0, loss_consecutive=2, loss_floor=1e-3
@@ -88,7 +89,7 @@ def test_learning_rate_factor_is_cumulative() -> None:
     assert [learning_rate_scale_after(n, 0.5) for n in range(4)] == [1.0, 0.5, 0.25, 0.125]
 
 
-def tiny_trainer(tmp_path: Path, *extra: str) -> PPOTrainer:
+def tiny_trainer(tmp_path: Path, *extra: str, hooks: TrainerMetrics | None = None) -> PPOTrainer:
     config = load_config(
         overrides=[
             "env.id=CartPole-v1",
@@ -103,12 +104,13 @@ def tiny_trainer(tmp_path: Path, *extra: str) -> PPOTrainer:
         ],
         environ={},
     )
-    return PPOTrainer(config, tmp_path)
+    return PPOTrainer(config, tmp_path, hooks=hooks)
 
 
 @pytest.mark.parametrize("reason", list(RollbackReason))
 def test_injected_anomaly_rolls_back_to_the_target(tmp_path: Path, reason: RollbackReason) -> None:
-    trainer = tiny_trainer(tmp_path)
+    metrics = TrainerMetrics()
+    trainer = tiny_trainer(tmp_path, hooks=metrics)
     # update 4 ends at step 512; the anomaly began at step 384, so the target is the checkpoint at 256
     trainer.injected_anomalies[4] = Anomaly(reason, since_step=384, detail="injected")
     summary = trainer.train(128 * 6)
@@ -119,17 +121,22 @@ def test_injected_anomaly_rolls_back_to_the_target(tmp_path: Path, reason: Rollb
     assert trainer.lr_scale == 0.5
     assert summary.total_steps == 128 * 6
     assert summary.status == "completed"
-    assert 384 not in trainer.checkpoints.steps or trainer.checkpoints.records  # the branch was rewritten
+    sample = metrics.registry.get_sample_value
+    assert sample("rl_checkpoint_rollback_total", {"reason": reason.value}) == 1.0
+    assert sample("artisan_trainer_rollbacks_exhausted") == 0.0
+    assert sample("ppo_last_checkpoint_step") == 768.0
 
 
 def test_rollbacks_exhausted_stops_the_run(tmp_path: Path) -> None:
-    trainer = tiny_trainer(tmp_path, "rollback.maxRollbacks=1", "rollback.stepsBack=2")
+    metrics = TrainerMetrics()
+    trainer = tiny_trainer(tmp_path, "rollback.maxRollbacks=1", "rollback.stepsBack=2", hooks=metrics)
     trainer.injected_anomalies[3] = Anomaly(RollbackReason.KL_DIVERGENCE, since_step=384, detail="x")
     trainer.injected_anomalies[4] = Anomaly(RollbackReason.REWARD_DROP, since_step=384, detail="y")
     summary = trainer.train(128 * 10)
     trainer.close()
     assert [r.target_step for r in summary.rollbacks] == [128]  # stepsBack=2: two before 384
     assert summary.status == "rollbacks_exhausted"
+    assert metrics.registry.get_sample_value("artisan_trainer_rollbacks_exhausted") == 1.0
     assert summary.total_steps < 128 * 10
 
 

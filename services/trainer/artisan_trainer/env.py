@@ -195,7 +195,7 @@ def score_formula(
     concentration = 0.05 + 0.25 * float(obs[offset + 8])
 
     profile = proportions @ arrays.family
-    denom = float(np.linalg.norm(profile) * np.linalg.norm(prefs))
+    denom = math.sqrt(float(profile @ profile) * float(prefs @ prefs))
     family_match = float(profile @ prefs) / denom if denom > 0 else 0.0
     pyramid_match = 1.0 - 0.5 * float(np.abs(proportions @ arrays.tier - target_pyramid).sum())
     present = proportions[proportions > 0]
@@ -203,7 +203,7 @@ def score_formula(
     target = 3.0 + 12.0 * complexity
     diversity = math.exp(-abs(math.log(effective / target)))
     actual_percent = proportions * concentration * 100.0
-    excess = float(np.clip(actual_percent / arrays.limit - 1.0, 0.0, None).sum())
+    excess = float(np.maximum(actual_percent / arrays.limit - 1.0, 0.0).sum())
     allergens = int(((actual_percent @ arrays.allergen) > arrays.labelling_percent).sum())
     return Scores(family_match, pyramid_match, diversity, excess, allergens), profile
 
@@ -294,46 +294,74 @@ class FragranceEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
         self.action_space = spaces.Box(0.0, 1.0, shape=(len(self.catalog),), dtype=np.float32)
         self._obs = np.zeros(size, dtype=np.float32)
         self._avoid_allergens = False
+        families = self.catalog.families
+        self._style_alpha = np.full((len(STYLES), len(families)), 0.3)
+        for row, style in enumerate(STYLES):
+            for family in STYLE_FAMILIES[style]:
+                if family in families:
+                    self._style_alpha[row, families.index(family)] = 3.0
+        self._pyramid_alpha = np.full(3, 4.0)
+        self._one_hot_sizes = (len(SEASONS), len(GENDERS), len(TIMES))
+
+    def random_observation(self) -> tuple[npt.NDArray[np.float32], bool]:
+        """A random brief, written straight into the observation layout (the hot path of reset)."""
+        rng = self.np_random
+        f = len(self.catalog.families)
+        obs = np.zeros(self._obs.shape[0], dtype=np.float32)
+        style = int(rng.integers(len(STYLES)))
+        obs[:f] = rng.dirichlet(self._style_alpha[style])
+        offset = f
+        for index, size in ((style, len(STYLES)), *((int(rng.integers(n)), n) for n in self._one_hot_sizes)):
+            obs[offset + index] = 1.0
+            offset += size
+        obs[offset : offset + 3] = rng.dirichlet(self._pyramid_alpha)
+        scalars = rng.random(6)
+        avoid = bool(scalars[4] < 0.3)
+        scalars[4] = 1.0 if avoid else 0.0  # avoid-allergens flag
+        obs[offset + 3 : offset + 9] = scalars  # concentration is uniform over 0.05–0.30 (scaled 0–1)
+        return obs, avoid
 
     def random_brief(self) -> Brief:
-        rng = self.np_random
-        families = self.catalog.families
-        style = STYLES[int(rng.integers(len(STYLES)))]
-        alpha = np.full(len(families), 0.3)
-        for family in STYLE_FAMILIES[style]:
-            if family in families:
-                alpha[families.index(family)] = 3.0
-        prefs = rng.dirichlet(alpha)
-        pyramid = rng.dirichlet(np.full(3, 4.0))
+        """A random brief as a :class:`Brief` (for callers that want the fields)."""
+        obs, avoid = self.random_observation()
+        f = len(self.catalog.families)
+        offset = f + len(STYLES) + len(SEASONS) + len(GENDERS) + len(TIMES)
+        picks = []
+        start = f
+        for options in (STYLES, SEASONS, GENDERS, TIMES):
+            picks.append(options[int(np.argmax(obs[start : start + len(options)]))])
+            start += len(options)
+        scalars = [float(x) for x in obs[offset + 3 : offset + 9]]
         return Brief(
-            families=dict(zip(families, prefs.tolist(), strict=True)),
-            style=style,
-            season=SEASONS[int(rng.integers(len(SEASONS)))],
-            gender=GENDERS[int(rng.integers(len(GENDERS)))],
-            time=TIMES[int(rng.integers(len(TIMES)))],
-            pyramid=(float(pyramid[0]), float(pyramid[1]), float(pyramid[2])),
-            intensity=float(rng.random()),
-            complexity=float(rng.random()),
-            longevity=float(rng.random()),
-            sillage=float(rng.random()),
-            avoid_allergens=bool(rng.random() < 0.3),
-            concentration=float(rng.uniform(0.05, 0.30)),
+            families=dict(zip(self.catalog.families, obs[:f].tolist(), strict=True)),
+            style=picks[0],
+            season=picks[1],
+            gender=picks[2],
+            time=picks[3],
+            pyramid=(float(obs[offset]), float(obs[offset + 1]), float(obs[offset + 2])),
+            intensity=scalars[0],
+            complexity=scalars[1],
+            longevity=scalars[2],
+            sillage=scalars[3],
+            avoid_allergens=avoid,
+            concentration=0.05 + 0.25 * scalars[5],
         )
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
         super().reset(seed=seed)
-        brief = (
-            Brief.from_mapping(options["brief"]) if options and "brief" in options else self.random_brief()
-        )
-        self._obs = brief_observation(brief, self.catalog)
-        self._avoid_allergens = brief.avoid_allergens
+        if options and "brief" in options:
+            brief = Brief.from_mapping(options["brief"])
+            self._obs = brief_observation(brief, self.catalog)
+            self._avoid_allergens = brief.avoid_allergens
+        else:
+            self._obs, self._avoid_allergens = self.random_observation()
         return self._obs.copy(), {}
 
     def formula(self, action: npt.NDArray[np.float32]) -> FloatArray:
-        weights = np.clip(np.asarray(action, dtype=np.float64), 0.0, 1.0)
-        weights[weights <= self.min_weight] = 0.0
+        weights = np.minimum(np.asarray(action, dtype=np.float64), 1.0)
+        weights[weights <= self.min_weight] = 0.0  # also drops negatives
         total = weights.sum()
         return weights / total if total > 0 else weights
 

@@ -24,8 +24,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from artisan_common.curation import QualityReport
+from artisan_common.curation import QualityReport, RejectionReason
 from artisan_trainer.ppo import RollbackRecord, TrainingHooks, UpdateStats
+from artisan_trainer.rollback import RollbackReason
 
 REWARD_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, -0.1, 0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
 HISTOGRAM_SAMPLES_PER_UPDATE = 256
@@ -87,6 +88,13 @@ class TrainerMetrics(TrainingHooks):
         self.curation_acceptance = Gauge(
             "data_curation_acceptance_ratio", "Accepted share of the last curated batch", registry=r
         )
+        # Every label value exists from the start, so rate() and absent() queries work before the first event.
+        for reason in RollbackReason:
+            self.rollbacks.labels(reason=reason.value)
+        for result in ("accepted", "rejected"):
+            self.curation_samples.labels(result=result)
+        for rejection in RejectionReason:
+            self.curation_rejections.labels(reason=rejection.value)
         self.last_progress = time.monotonic()
         self._rng = np.random.default_rng(0)
 
