@@ -121,6 +121,8 @@ def build_ensemble_deployment(owner: Owner, spec: ModelPinSpec, *, image: str) -
     env: list[Manifest] = [
         {"name": "ARTISAN_ENSEMBLE_PIN_CONFIG", "value": f"{PIN_CONFIG_DIR}/{PIN_CONFIG_KEY}"},
         {"name": "ARTISAN_ENSEMBLE_REVISION", "value": revision},
+        # pvc://<claim>/<path> sources are looked up under the mount root below (/models/<claim>).
+        {"name": "ARTISAN_ENSEMBLE_PVC_ROOT", "value": MODELS_DIR},
         {"name": "HF_HOME", "value": "/tmp/hf"},
         {"name": "HF_HUB_OFFLINE", "value": "1"},
         {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
