@@ -104,6 +104,9 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     _watchers: dict[ResourceKey, set[asyncio.Queue[WatchEvent | None]]] = attrs.field(
         factory=lambda: defaultdict(set), init=False
     )
+    # Routing of resource requests to the built-in reactions, memoised by (method, action): see _route.
+    _builtin_payloads: tuple[Any, ...] = attrs.field(factory=tuple, init=False)
+    _routes: dict[tuple[Any, Any], Any] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()  # registers _serve_list/_watch/_fetch/_create/_update/_delete
@@ -119,6 +122,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                     categories=("artisan",),
                 )
         self.store.subscribe(self._fan_out)
+        self._builtin_payloads = tuple(self._payloads)
 
     # --- resources -----------------------------------------------------------------------------
 
@@ -221,7 +225,35 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         # Skip KubernetesEmulator._handle (its own bookkeeping); keep kmock's reaction matching.
         self._trim_request_log()
+        route = self._route(request)
+        if route is not None:
+            return await route(request)
         return await super(kmock.KubernetesEmulator, self)._handle(request)
+
+    def _route(self, request: kmock.Request) -> Any:
+        """The built-in reaction serving a resource request, found once per (method, action).
+
+        kmock matches every request against every reaction in turn, which costs milliseconds of
+        CPU per request (a real API server routes in constant time). While no test has added a
+        reaction, the built-in reaction for a resource request depends only on its method and
+        action, so the match kmock makes once is reused. None: let kmock match (a test added
+        reactions, or a discovery request).
+        """
+        resource = request.resource
+        if resource is None or not resource.plural:
+            return None
+        payloads = self._payloads
+        if len(payloads) != len(self._builtin_payloads) or any(
+            mine is not theirs for mine, theirs in zip(payloads, self._builtin_payloads, strict=True)
+        ):
+            return None
+        key = (request.method, request.action)
+        if key not in self._routes:
+            self._routes[key] = next(
+                (p for p in _by_priority(payloads) if request in p._source and not p._disabled.is_set()),
+                None,
+            )
+        return self._routes[key]
 
     def _trim_request_log(self) -> None:
         limit = self.request_log_limit
@@ -454,6 +486,14 @@ class SandboxEmulator(kmock.KubernetesEmulator):
             for queue in queues:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(None)
+
+
+def _by_priority(payloads: list[Any]) -> list[Any]:
+    """Reactions in the order kmock tries them (highest priority first, then as declared)."""
+    priorities = [tuple(-p for p in payload.priorities) for payload in payloads]
+    depth = max((len(priority) for priority in priorities), default=0)
+    padded = [priority + (0,) * (depth - len(priority)) for priority in priorities]
+    return [payloads[index] for index in sorted(range(len(payloads)), key=lambda index: padded[index])]
 
 
 @attrs.frozen
