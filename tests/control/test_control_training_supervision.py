@@ -122,6 +122,14 @@ def case_deadline() -> None:
     assert cond(plan, "DeadlineExceeded") == "True"
 
 
+def case_job_deadline() -> None:
+    # The Job's own activeDeadlineSeconds ended it: the run's deadline, not a pod failure to retry.
+    job = TrainerJobState("run-0", failed=1, deadline_exceeded=True)
+    plan = step(spec(activeDeadlineSeconds=100), started(), T0 + timedelta(seconds=5), job)
+    assert (plan.status.phase, plan.restart) == ("Failed", None)
+    assert cond(plan, "DeadlineExceeded") == "True"
+
+
 def case_suspended() -> None:
     s = spec(suspend=True)
     plan = step(s, started(), T0 + timedelta(hours=2), TrainerJobState("run-0", suspended=True))
@@ -196,3 +204,63 @@ def test_metric_only_writes_are_throttled_to_one_per_five_seconds() -> None:
         spec(), status, T0 + timedelta(seconds=1), TrainerJobState("run-0", failed=1), last_write=wrote
     )
     assert failed.write_status  # a rollback is written at once
+
+
+def test_no_stall_without_metrics_or_before_the_pod_runs() -> None:
+    status = started()
+    late = T0 + timedelta(seconds=600)
+    # Metrics unreadable (provider error): no evidence of a stall.
+    assert step(spec(), status, late, metrics=None).restart is None
+    # The container only started running 10 s ago (it waited for a node): not stalled yet.
+    job = TrainerJobState("run-0", active=1, pod_phase="Running", running_since=late - timedelta(seconds=10))
+    assert step(spec(), status, late, job, metrics=TrainerMetrics(step=1600)).restart is None
+
+
+def test_a_step_that_goes_back_after_a_restart_is_progress() -> None:
+    status = started(1600)
+    plan = step(spec(), status, T0 + timedelta(seconds=59), metrics=TrainerMetrics(step=1500))
+    assert plan.status.last_progress_time == T0 + timedelta(seconds=59)
+
+
+def test_trainer_rollbacks_are_counted_per_attempt() -> None:
+    metrics = TrainerMetrics(step=2000, rollbacks_by_reason={"kl_divergence": 1})
+    first = step(spec(), started(), T0 + timedelta(seconds=5), metrics=metrics)
+    assert len(first.status.rollbacks) == 1
+    # The restarted trainer (attempt 1) reports its own first rollback: a new record.
+    job = TrainerJobState("run-1", active=1, pod_phase="Running", attempt=1)
+    second = step(spec(), first.status, T0 + timedelta(seconds=10), job, metrics=metrics)
+    assert [(r.attempt, r.reason) for r in second.status.rollbacks] == [
+        (0, "kl_divergence"),
+        (1, "kl_divergence"),
+    ]
+
+
+def test_metrics_are_read_from_the_trainers_samples() -> None:
+    samples = [
+        ("ppo_training_step", {}, 2048.0),
+        ("rl_reward_ma", {"window": "10"}, 1.0),
+        ("rl_reward_ma", {"window": "100"}, 2.5),
+        ("ppo_approx_kl", {}, 0.012),
+        ("ppo_entropy_coef", {}, 0.008),
+        ("ppo_learning_rate", {}, 2.5e-4),
+        ("rl_checkpoint_rollback_total", {"reason": "kl_divergence"}, 1.0),
+        ("rl_checkpoint_rollback_total", {"reason": "reward_drop"}, 0.0),
+        ("artisan_trainer_rollbacks_exhausted", {}, 0.0),
+        ("ppo_last_checkpoint_step", {}, 1500.0),
+        ("ppo_best_checkpoint_step", {}, 1000.0),
+        ("ppo_value_loss", {}, float("nan")),
+    ]
+    got = module.trainer_metrics_from_samples(samples)
+    assert (got.step, got.reward_ma, got.kl, got.entropy_coef, got.learning_rate) == (
+        2048,
+        2.5,
+        0.012,
+        0.008,
+        2.5e-4,
+    )
+    assert got.rollbacks_by_reason == {"kl_divergence": 1, "reward_drop": 0}
+    assert not got.rollbacks_exhausted
+    assert (got.last_checkpoint, got.best_checkpoint) == (CheckpointRef(step=1500), CheckpointRef(step=1000))
+    exhausted = module.trainer_metrics_from_samples([("artisan_trainer_rollbacks_exhausted", {}, 1.0)])
+    assert exhausted.rollbacks_exhausted
+    assert exhausted.step is None

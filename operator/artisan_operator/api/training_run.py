@@ -76,6 +76,10 @@ class RollbackRecord(ApiModel):
     """Checkpoint step the run resumed from."""
     source: Literal["trainer", "operator"] = "operator"
     """Whether the trainer rolled back in-process or the operator restarted the Job."""
+    attempt: int | None = Field(default=None, ge=0)
+    """The Job attempt: the one it started (operator) or the one it happened in (trainer)."""
+    request: str | None = None
+    """The ``artisan.dev/rollback-to`` value that asked for it (manual rollbacks; applied once)."""
 
 
 class TrainingRunStatus(ApiModel):

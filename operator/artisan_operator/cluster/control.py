@@ -9,7 +9,7 @@ says what is wanted, so a restarted operator that replays a step changes nothing
 | patch_model_pin_status     | fields of a ModelPin's status (stable record, downshift)      |
 | remove_annotation          | one annotation of a custom resource (a consumed manual action) |
 | patch_httproute_weights    | backend weights of a Gateway API HTTPRoute                    |
-| delete_job                 | a Job (and its pods, in the background)                       |
+| delete_job                 | a Job and its pods (background, or foreground for a restart)  |
 """
 
 from __future__ import annotations
@@ -224,13 +224,17 @@ def pod_metrics_urls(
     return list(pods_metrics_urls_by_name(cluster, namespace, selector, port).values())
 
 
-def delete_job(cluster: ClusterClient, namespace: str, name: str) -> bool:
-    """Delete a Job and (in the background) its pods; False when it was already gone."""
+def delete_job(cluster: ClusterClient, namespace: str, name: str, *, foreground: bool = False) -> bool:
+    """Delete a Job and its pods; False when it was already gone.
+
+    ``foreground``: the Job stays (with a deletionTimestamp) until its pods are gone, so a caller that
+    waits for the Job to disappear knows no old pod still writes the checkpoint volume.
+    """
     try:
         cluster.batch.delete_namespaced_job(
             name,
             namespace,
-            propagation_policy="Background",
+            propagation_policy="Foreground" if foreground else "Background",
             _preload_content=False,
             _request_timeout=cluster.request_timeout,
         )

@@ -73,11 +73,16 @@ def job_observation(job: Manifest) -> JobObservation:
 def pod_observation(pod: Manifest) -> PodObservation:
     status = pod.get("status") or {}
     waiting_reason = waiting_message = None
+    restarts = 0
+    running_since: datetime | None = None
     for container in status.get("containerStatuses") or []:
-        waiting = (container.get("state") or {}).get("waiting")
-        if waiting:
+        restarts = max(restarts, int(container.get("restartCount") or 0))
+        state = container.get("state") or {}
+        if state.get("running"):
+            running_since = parse_time(state["running"].get("startedAt")) or running_since
+        waiting = state.get("waiting")
+        if waiting and waiting_reason is None:
             waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
-            break
     scheduled = _condition(pod, "PodScheduled")
     unschedulable = None
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
@@ -89,6 +94,9 @@ def pod_observation(pod: Manifest) -> PodObservation:
         waiting_message=waiting_message,
         unschedulable_message=unschedulable,
         start_time=parse_time(status.get("startTime")),
+        restart_count=restarts,
+        running_since=running_since,
+        ip=str(status["podIP"]) if status.get("podIP") else None,
     )
 
 
@@ -119,7 +127,9 @@ def observe_training_run(cluster: ClusterClient, namespace: str, name: str) -> T
     pods = [p for p in raw_pods.get("items") or [] if _matches(p, pod_selector)]
     newest = max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""), default=None)
     return TrainingRunObservation(
-        job=job_observation(job), pod=pod_observation(newest) if newest is not None else None
+        job=job_observation(job),
+        pod=pod_observation(newest) if newest is not None else None,
+        jobs=tuple(job_observation(j) for j in sorted(jobs, key=_attempt)),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -55,6 +55,12 @@ class PassInput(Generic[SpecT, StatusT]):
     previous: StatusT
     settings: Settings
     now: datetime
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """The object's annotations (manual actions such as ``artisan.dev/rollback-to``)."""
+    raw_status: Mapping[str, Any] = field(default_factory=dict)
+    """The stored status as read this pass (for a decision that must write before it acts)."""
+    memo: MutableMapping[str, Any] = field(default_factory=dict)
+    """Per-object scratch kept across passes of this operator process (lost on restart)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ def reconcile_pass(
     *,
     namespace: str,
     name: str,
+    memo: MutableMapping[str, Any] | None = None,
 ) -> PassResult:
     """One complete, blocking pass (runs on the API thread pool).
 
@@ -135,7 +142,20 @@ def reconcile_pass(
             now=now,
         )
     else:
-        plan = reconciler.decide(PassInput(cluster, owner, spec, previous, settings, now))
+        annotations = body["metadata"].get("annotations") or {}
+        plan = reconciler.decide(
+            PassInput(
+                cluster,
+                owner,
+                spec,
+                previous,
+                settings,
+                now,
+                annotations={str(k): str(v) for k, v in annotations.items()},
+                raw_status=raw_status or {},
+                memo=memo if memo is not None else {},
+            )
+        )
         outcomes = apply_plan(cluster, plan.children, owner.uid)
         result.events.extend(e for e in (o.event() for o in outcomes) if e is not None)
         conflicts = [o.message for o in outcomes if o.action == "conflict"]
@@ -167,6 +187,7 @@ async def reconcile(reconciler: Reconciler[Any, Any], body: kopf.Body, memo: Any
                 context.settings,
                 namespace=meta["namespace"],
                 name=meta["name"],
+                memo=memo,
             )
         except ApiException as error:
             context.metrics.record(reconciler.kind, "error", time.monotonic() - started)

@@ -6,7 +6,9 @@ The trainer container runs::
         --metrics-port 9090 --summary-json /checkpoints/summary.json [--resume]
 
 ``--resume`` is added from the second attempt on (the operator restarts a run from its
-checkpoints itself; the Job's backoffLimit is 0).
+checkpoints itself; the Job's backoffLimit is 0); ``--resume-from-step S`` instead when the
+operator's rollback named the checkpoint (the trainer loads the newest sha256-verified one at or
+before S and drops newer ones).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def build_trainer_service(owner: Owner) -> Manifest:
     }
 
 
-def trainer_args(*, resume: bool) -> list[str]:
+def trainer_args(*, resume: bool, resume_from_step: int | None = None) -> list[str]:
     args = [
         "train",
         "--config",
@@ -122,10 +124,19 @@ def trainer_args(*, resume: bool) -> list[str]:
         "--summary-json",
         f"{CHECKPOINT_DIR}/summary.json",
     ]
+    if resume and resume_from_step is not None:
+        return [*args, "--resume-from-step", str(resume_from_step)]
     return [*args, "--resume"] if resume else args
 
 
-def build_trainer_job(owner: Owner, spec: TrainingRunSpec, *, image: str, attempt: int = 0) -> Manifest:
+def build_trainer_job(
+    owner: Owner,
+    spec: TrainingRunSpec,
+    *,
+    image: str,
+    attempt: int = 0,
+    resume_from_step: int | None = None,
+) -> Manifest:
     """The trainer Job of one attempt.
 
     With a Kueue ``queueName`` the Job is created suspended: Kueue unsuspends it on admission.
@@ -142,7 +153,7 @@ def build_trainer_job(owner: Owner, spec: TrainingRunSpec, *, image: str, attemp
         "image": spec.image or image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["artisan-trainer"],
-        "args": trainer_args(resume=attempt > 0),
+        "args": trainer_args(resume=attempt > 0, resume_from_step=resume_from_step),
         "env": [
             {"name": "ARTISAN_TRAINER_SEED", "value": str(spec.seed)},
             {"name": "ARTISAN_TRAINER_NUM_ENVS", "value": str(spec.num_envs)},

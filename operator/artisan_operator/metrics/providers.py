@@ -123,6 +123,21 @@ class PrometheusProvider:
         assert isinstance(sample, dict)
         return MetricValue(_float(sample["value"][1]))
 
+    async def samples(self, query: str) -> list[Sample] | str:
+        """Every series of an instant-vector result as (``__name__``, labels, value), or an error."""
+        reply = await self._get(query)
+        if isinstance(reply, str):
+            return reply
+        kind, result = reply
+        if kind != "vector":
+            return f"query returned a {kind}, not an instant vector"
+        found: list[Sample] = []
+        for sample in result:
+            assert isinstance(sample, dict)
+            labels = {str(k): str(v) for k, v in (sample.get("metric") or {}).items()}
+            found.append((labels.pop("__name__", ""), labels, _float(sample["value"][1])))
+        return found
+
     async def query_by(self, query: str, label: str) -> VectorResult:
         reply = await self._get(query)
         if isinstance(reply, str):

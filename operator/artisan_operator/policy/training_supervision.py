@@ -15,9 +15,14 @@ trainer last reported as verified. After ``rollback.maxRollbacks`` operator roll
 | trainer-exhausted   | trainer's rollbacks exhausted       | Running   | restart from checkpoint  |
 | rollbacks-exhausted | anomaly after maxRollbacks restarts | Failed    | stop, RollbacksExhausted |
 | deadline            | activeDeadlineSeconds since start   | Failed    | stop, DeadlineExceeded   |
+| job-deadline        | the Job failed with DeadlineExceeded| Failed    | DeadlineExceeded         |
 | suspended           | spec.suspend                        | Suspended | Job suspended, PVC kept  |
 | succeeded           | Job succeeded                       | Succeeded | none                     |
 | finished            | ended before, same generation       | kept      | none                     |
+
+A stall needs evidence: metrics that were read (a provider error is no evidence) and a pod running
+for ``stallSeconds`` without any change of step (a step that goes back after a restart is progress).
+In-process rollbacks are counted per Job attempt (a restarted trainer's counters start at zero).
 
 Status writes carrying only fresh metric values are limited to one per ``min_write_interval`` (5 s);
 a change of phase, conditions or records is written at once.
@@ -25,7 +30,8 @@ a change of phase, conditions or records is written at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -88,6 +94,11 @@ class TrainerJobState:
     pod_phase: str | None = None
     waiting_reason: str | None = None
     restart_count: int = 0
+    running_since: datetime | None = None
+    """When the trainer container started running (a pod that waited for a node is not stalled)."""
+    deadline_exceeded: bool = False
+    """The Job itself failed with DeadlineExceeded (its activeDeadlineSeconds)."""
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,26 +149,39 @@ def detect_anomaly(
     if metrics is not None and metrics.rollbacks_exhausted:
         return TRAINER_EXHAUSTED, "the trainer reports its in-process rollbacks exhausted"
     running = job.active > 0 and job.pod_phase in (None, "Running")
+    since = last_progress
+    if since is not None and job.running_since is not None:
+        since = max(since, job.running_since)
     if (
         running
-        and last_progress is not None
-        and (now - last_progress).total_seconds() >= settings.stall_seconds
+        and metrics is not None
+        and since is not None
+        and (now - since).total_seconds() >= settings.stall_seconds
     ):
         return STALLED_REASON, f"no step progress for {settings.stall_seconds:g}s"
     return None
 
 
 def _trainer_rollbacks(
-    previous: list[RollbackRecord], metrics: TrainerMetrics | None, step: int | None, now: datetime
+    previous: list[RollbackRecord],
+    metrics: TrainerMetrics | None,
+    step: int | None,
+    now: datetime,
+    attempt: int,
 ) -> list[RollbackRecord]:
-    """Append a record for each in-process rollback the trainer's counters show that status lacks."""
+    """Append a record for each in-process rollback the trainer's counters show that status lacks.
+
+    The counters belong to one trainer process, so they are compared with this attempt's records.
+    """
     if metrics is None:
         return previous
     records = list(previous)
     for reason, total in sorted(metrics.rollbacks_by_reason.items()):
-        known = sum(1 for r in records if r.source == "trainer" and r.reason == reason)
+        known = sum(
+            1 for r in records if r.source == "trainer" and r.reason == reason and (r.attempt or 0) == attempt
+        )
         records.extend(
-            RollbackRecord(time=now, step=step or 0, reason=reason, source="trainer")
+            RollbackRecord(time=now, step=step or 0, reason=reason, source="trainer", attempt=attempt)
             for _ in range(max(0, int(total) - known))
         )
     return records
@@ -181,13 +205,15 @@ def supervise_training(
     job = obs.job
     events: list[EventNote] = []
     step = metrics.step if metrics is not None and metrics.step is not None else previous.step
-    progressed = step is not None and (previous.step is None or step > previous.step)
+    # Any change counts: after a restart the step goes back to the checkpoint's and climbs again.
+    progressed = step is not None and step != previous.step
     start = previous.start_time or (now if job is not None else None)
     last_progress = previous.last_progress_time
     if progressed or spec.suspend or (last_progress is None and job is not None):
         # A suspended run gets a fresh stall window when it resumes; a new Job starts one.
         last_progress = now
-    rollbacks = _trainer_rollbacks(list(previous.rollbacks), metrics, step, now)
+    attempt_now = job.attempt if job is not None else previous.attempt
+    rollbacks = _trainer_rollbacks(list(previous.rollbacks), metrics, step, now, attempt_now)
     conditions = list(previous.conditions)
     update: dict[str, object] = {
         "observed_generation": generation,
@@ -246,28 +272,29 @@ def supervise_training(
         write = changed or (due and status != previous)
         return SupervisionPlan(status, write, restart, stop_job, tuple(events), requeue)
 
+    deadline_hit = job is not None and job.deadline_exceeded
     if spec.active_deadline_seconds is not None and start is not None:
-        ends = start + timedelta(seconds=spec.active_deadline_seconds)
-        if now >= ends:
-            message = f"activeDeadlineSeconds={spec.active_deadline_seconds} exceeded"
-            conditions = set_condition(
-                conditions,
-                DEADLINE_EXCEEDED,
-                "True",
-                DEADLINE_EXCEEDED,
-                message,
-                now=now,
-                generation=generation,
-            )
-            events.append(EventNote(DEADLINE_EXCEEDED, message, "Warning"))
-            return plan(
-                "Failed",
-                "stalled",
-                DEADLINE_EXCEEDED,
-                message,
-                stop_job=job.name if job is not None else None,
-                completion_time=now,
-            )
+        deadline_hit = deadline_hit or now >= start + timedelta(seconds=spec.active_deadline_seconds)
+    if deadline_hit:
+        message = f"activeDeadlineSeconds={spec.active_deadline_seconds} exceeded"
+        conditions = set_condition(
+            conditions,
+            DEADLINE_EXCEEDED,
+            "True",
+            DEADLINE_EXCEEDED,
+            message,
+            now=now,
+            generation=generation,
+        )
+        events.append(EventNote(DEADLINE_EXCEEDED, message, "Warning"))
+        return plan(
+            "Failed",
+            "stalled",
+            DEADLINE_EXCEEDED,
+            message,
+            stop_job=job.name if job is not None else None,
+            completion_time=now,
+        )
     if spec.suspend:
         return plan(
             "Suspended", "idle", "Suspended", "suspended; checkpoints kept, resume continues from them"
@@ -278,7 +305,8 @@ def supervise_training(
     anomaly = detect_anomaly(job, metrics, last_progress, now, settings)
     if anomaly is not None and job is not None:
         reason, detail = anomaly
-        operator_rollbacks = sum(1 for r in rollbacks if r.source == "operator")
+        # A manual rollback is the user's decision: it does not use up the automatic budget.
+        operator_rollbacks = sum(1 for r in rollbacks if r.source == "operator" and r.request is None)
         if not spec.rollback.enabled or operator_rollbacks >= spec.rollback.max_rollbacks:
             limit = spec.rollback.max_rollbacks
             message = f"{detail}; {operator_rollbacks} operator rollbacks used of maxRollbacks={limit}"
@@ -292,15 +320,16 @@ def supervise_training(
         checkpoint = (
             metrics.last_checkpoint if metrics and metrics.last_checkpoint else previous.last_checkpoint
         )
+        attempt = max(previous.attempt, job.attempt) + 1
         record = RollbackRecord(
             time=now,
             step=step or 0,
             reason=reason,
             to_step=checkpoint.step if checkpoint is not None else None,
             source="operator",
+            attempt=attempt,
         )
         rollbacks.append(record)
-        attempt = previous.attempt + 1
         target = (
             f"checkpoint at step {checkpoint.step}"
             if checkpoint is not None
@@ -330,3 +359,75 @@ def supervise_training(
     phase: TrainingPhase = "Running" if running else "Pending"
     message = f"training at step {step} of {spec.ppo.total_steps}" if step is not None else "trainer starting"
     return plan(phase, "ready" if running else "progressing", phase, message, requeue=stall_in)
+
+
+# --------------------------------------------------------------------------- the trainer's /metrics
+
+STEP_METRIC = "ppo_training_step"
+REWARD_MA_METRIC = "rl_reward_ma"
+KL_METRIC = "ppo_approx_kl"
+ENTROPY_COEF_METRIC = "ppo_entropy_coef"
+LEARNING_RATE_METRIC = "ppo_learning_rate"
+ROLLBACKS_METRIC = "rl_checkpoint_rollback_total"
+EXHAUSTED_METRIC = "artisan_trainer_rollbacks_exhausted"
+LAST_CHECKPOINT_METRIC = "ppo_last_checkpoint_step"
+BEST_CHECKPOINT_METRIC = "ppo_best_checkpoint_step"
+TRAINER_METRIC_NAMES = (
+    STEP_METRIC,
+    REWARD_MA_METRIC,
+    KL_METRIC,
+    ENTROPY_COEF_METRIC,
+    LEARNING_RATE_METRIC,
+    ROLLBACKS_METRIC,
+    EXHAUSTED_METRIC,
+    LAST_CHECKPOINT_METRIC,
+    BEST_CHECKPOINT_METRIC,
+)
+"""What the operator reads from the trainer (artisan_trainer/server.py exports them)."""
+REWARD_WINDOW = "100"
+"""The reward moving average shown in status (the trainer exports several windows)."""
+
+MetricSample = tuple[str, Mapping[str, str], float]
+
+
+def trainer_metrics_from_samples(samples: Iterable[MetricSample]) -> TrainerMetrics:
+    """TrainerMetrics from one trainer's samples (a scrape, or a Prometheus query by pod).
+
+    Checkpoint steps come from the trainer's gauges, which it sets only for a checkpoint it wrote
+    with a sha256 in its manifest (or rolled back to after verifying it); -1/absent means none yet.
+    """
+    values: dict[str, float] = {}
+    windows: dict[str, float] = {}
+    rollbacks: dict[str, int] = {}
+    for name, labels, value in samples:
+        if math.isnan(value):  # no value
+            continue
+        if name == REWARD_MA_METRIC:
+            windows[labels.get("window", "")] = value
+        elif name == ROLLBACKS_METRIC and "reason" in labels:
+            rollbacks[labels["reason"]] = rollbacks.get(labels["reason"], 0) + int(value)
+        elif name in TRAINER_METRIC_NAMES:
+            values[name] = value
+
+    def whole(name: str) -> int | None:
+        value = values.get(name)
+        return int(value) if value is not None and value >= 0 else None
+
+    def checkpoint(name: str) -> CheckpointRef | None:
+        step = whole(name)
+        return CheckpointRef(step=step) if step is not None else None
+
+    reward = windows.get(REWARD_WINDOW)
+    if reward is None and windows:
+        reward = windows[min(windows, key=lambda w: int(w) if w.isdigit() else 1 << 30)]
+    return TrainerMetrics(
+        step=whole(STEP_METRIC),
+        reward_ma=reward,
+        kl=values.get(KL_METRIC),
+        entropy_coef=values.get(ENTROPY_COEF_METRIC),
+        learning_rate=values.get(LEARNING_RATE_METRIC),
+        rollbacks_by_reason=rollbacks,
+        rollbacks_exhausted=values.get(EXHAUSTED_METRIC, 0.0) >= 1,
+        last_checkpoint=checkpoint(LAST_CHECKPOINT_METRIC),
+        best_checkpoint=checkpoint(BEST_CHECKPOINT_METRIC),
+    )
