@@ -12,7 +12,7 @@ from artisan_operator.api.canary import CanarySpec, CanaryStatus
 from artisan_operator.api.model_pin import ModelPinSpec, ModelPinStatus
 from artisan_operator.api.training_run import TrainingRunSpec, TrainingRunStatus
 from artisan_operator.manifests.common import Owner
-from artisan_operator.manifests.ensemble import pin_revision
+from artisan_operator.manifests.ensemble import FleetOverrides, pin_revision
 from artisan_operator.policy import conditions as conditions_module
 from artisan_operator.policy import initial_status, model_pin, training_run
 from artisan_operator.policy.conditions import kstatus
@@ -179,7 +179,9 @@ FLEET_CASES: dict[str, DeploymentObservation | None] = {
     "updated, ready or available < desired": deployment(ready_replicas=1, available_replicas=1),
     "more pods than desired (old ones terminating)": deployment(replicas=3),
     "otherwise": deployment(),
+    'any, with ``artisan.dev/emergency-stop: "true"``': deployment(),
 }
+STOPPED_ROW = 'any, with ``artisan.dev/emergency-stop: "true"``'
 FLEET_ROWS = doc_table(model_pin.__doc__, "deployment observed")
 
 
@@ -190,9 +192,12 @@ def test_fleet_table_rows_all_have_a_case() -> None:
 @pytest.mark.parametrize("row", FLEET_ROWS, ids=lambda r: r["deployment observed"])
 def test_model_pin_decision_table(row: dict[str, str]) -> None:
     observation = ModelPinObservation(deployment=FLEET_CASES[row["deployment observed"]])
+    stopped = row["deployment observed"] == STOPPED_ROW
+    overrides = FleetOverrides(emergency_stop=stopped)
     plan = model_pin.decide_model_pin(
-        PIN_OWNER, PIN_SPEC, observation, ModelPinStatus(), image=IMAGE, now=NOW
+        PIN_OWNER, PIN_SPEC, observation, ModelPinStatus(), image=IMAGE, now=NOW, overrides=overrides
     )
+    assert (plan.children[1].manifest["spec"]["replicas"] == 0) == stopped
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
     assert (plan.status.phase, ready.reason, kstate_of(plan.status)) == (
         row["phase"],
@@ -202,6 +207,29 @@ def test_model_pin_decision_table(row: dict[str, str]) -> None:
     assert plan.status.revision == REVISION
     assert [c.kind for c in plan.children] == ["ConfigMap", "Deployment", "Service", "ConfigMap"]
     assert (plan.status.stable is not None) == (row["phase"] == "Ready")
+
+
+def test_emergency_stop_then_resume_sets_and_clears_the_condition() -> None:
+    observation = ModelPinObservation(deployment=deployment())
+    stopped = model_pin.decide_model_pin(
+        PIN_OWNER,
+        PIN_SPEC,
+        observation,
+        ModelPinStatus(),
+        image=IMAGE,
+        now=NOW,
+        overrides=FleetOverrides(emergency_stop=True, restarted_at="2025-05-01T12:00:00Z"),
+    )
+    template = stopped.children[1].manifest["spec"]["template"]
+    assert template["metadata"]["annotations"]["artisan.dev/restartedAt"] == "2025-05-01T12:00:00Z"
+    flag = next(c for c in stopped.status.conditions if c.type == "EmergencyStopped")
+    assert (flag.status, stopped.status.stable) == ("True", None)
+    resumed = model_pin.decide_model_pin(
+        PIN_OWNER, PIN_SPEC, observation, stopped.status, image=IMAGE, now=NOW
+    )
+    flag = next(c for c in resumed.status.conditions if c.type == "EmergencyStopped")
+    assert (flag.status, flag.reason, resumed.status.phase) == ("False", "Resumed", "Ready")
+    assert resumed.children[1].manifest["spec"]["replicas"] == 2
 
 
 def test_model_pin_another_revision_counts_as_rolling_out() -> None:

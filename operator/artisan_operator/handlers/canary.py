@@ -75,7 +75,15 @@ from artisan_operator.manifests.canary import (
     canary_url,
 )
 from artisan_operator.manifests.common import Owner
-from artisan_operator.manifests.ensemble import HTTP_PORT, ensemble_service_name, pin_revision, resolved_image
+from artisan_operator.manifests.ensemble import (
+    HTTP_PORT,
+    FleetOverrides,
+    ensemble_service_name,
+    fleet_overrides,
+    pin_revision,
+    resolved_image,
+    with_fleet_overrides,
+)
 from artisan_operator.metrics.providers import BUILTIN_PROMQL, ScrapeProvider, render_query
 from artisan_operator.policy.analysis import MetricValue
 from artisan_operator.policy.canary import CanaryObservation, CanaryPlan, DueMetric, decide_canary
@@ -216,12 +224,20 @@ def apply_router(
 
 
 def canary_children(
-    owner: Owner, pin: str, pin_spec: ModelPinSpec, settings: Settings, replicas: int
+    owner: Owner,
+    pin: str,
+    pin_spec: ModelPinSpec,
+    settings: Settings,
+    replicas: int,
+    *,
+    overrides: FleetOverrides,
 ) -> tuple[EnsureChild, ...]:
+    """The canary fleet; the ModelPin's fleet overrides (emergency stop, restart) apply to it too."""
     image = resolved_image(pin_spec, settings.ensemble_image)
+    deployment = build_canary_deployment(owner, pin, pin_spec, image=image, replicas=replicas)
     return (
         EnsureChild(build_canary_pin_configmap(owner, pin, pin_spec)),
-        EnsureChild(build_canary_deployment(owner, pin, pin_spec, image=image, replicas=replicas)),
+        EnsureChild(with_fleet_overrides(deployment, overrides)),
         EnsureChild(build_canary_service(owner, pin)),
     )
 
@@ -264,7 +280,9 @@ def apply_canary_plan(
     if going_down:
         notes += apply_router(cluster, spec, owner, pin, plan)
     if pin_spec is not None and (plan.canary_replicas > 0 or plan.weight is not None or plan.promote):
-        apply_plan(cluster, canary_children(owner, pin, pin_spec, settings, plan.canary_replicas), owner.uid)
+        overrides = fleet_overrides((pin_body or {}).get("metadata", {}).get("annotations"))
+        children = canary_children(owner, pin, pin_spec, settings, plan.canary_replicas, overrides=overrides)
+        apply_plan(cluster, children, owner.uid)
     else:
         # No canary: an existing canary fleet is scaled to zero (none is created just to be empty).
         scale_deployment_if_exists(cluster, owner.namespace, canary_deployment_name(pin), 0)

@@ -10,6 +10,7 @@ from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.model_pin import KIND, PLURAL, ModelPinSpec, ModelPinStatus
 from artisan_operator.cluster import observe_model_pin
 from artisan_operator.handlers.reconcile import PassInput, Reconciler, reconcile, reconcile_when_due
+from artisan_operator.manifests.ensemble import fleet_overrides
 from artisan_operator.policy.model_pin import decide_model_pin
 from artisan_operator.policy.plan import Plan
 from artisan_operator.settings import Settings
@@ -24,6 +25,7 @@ def observe_and_decide(given: PassInput[ModelPinSpec, ModelPinStatus]) -> Plan[M
         given.previous,
         image=given.settings.ensemble_image,
         now=given.now,
+        overrides=fleet_overrides(given.annotations),
     )
 
 

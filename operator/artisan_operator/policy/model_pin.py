@@ -12,6 +12,13 @@
 | updated, ready or available < desired              | Progressing | RollingOut               | progressing |
 | more pods than desired (old ones terminating)      | Progressing | RollingOut               | progressing |
 | otherwise                                          | Ready       | AllReplicasReady         | ready       |
+| any, with ``artisan.dev/emergency-stop: "true"``   | Degraded    | EmergencyStopped         | idle        |
+
+Fleet overrides (annotations, never spec; ``manifests.ensemble.fleet_overrides``) apply to the
+stable Deployment here and to the canary Deployment in the Canary loop: an emergency stop scales
+both to 0 and sets the ``EmergencyStopped`` condition (True; False with ``Resumed`` once the
+annotation is gone), and ``artisan.dev/restartedAt`` stamps the pod template (a rolling restart).
+While stopped no revision becomes stable (nothing serves it).
 
 When the fleet is Ready on a revision that is not yet ``status.stable``, that revision becomes
 stable (recorded with its time) and the previous stable one moves to ``history`` (newest last,
@@ -28,22 +35,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from artisan_operator.api.model_pin import ModelPinPhase, ModelPinSpec, ModelPinStatus, PinnedRevision
+from artisan_operator.api.model_pin import (
+    EMERGENCY_STOPPED,
+    ModelPinPhase,
+    ModelPinSpec,
+    ModelPinStatus,
+    PinnedRevision,
+)
 from artisan_operator.manifests.common import Owner
 from artisan_operator.manifests.ensemble import (
+    FleetOverrides,
     build_ensemble_deployment,
     build_ensemble_service,
     build_pin_configmap,
     build_routing_configmap,
     pin_revision,
     resolved_image,
+    with_fleet_overrides,
 )
-from artisan_operator.policy.conditions import KState, kstatus, merge_conditions, transition_events
+from artisan_operator.policy.conditions import (
+    ConditionUpdate,
+    KState,
+    kstatus,
+    merge_conditions,
+    transition_events,
+)
 from artisan_operator.policy.plan import EnsureChild, Plan
 
 DEPLOYMENT_CREATED = "DeploymentCreated"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLING_OUT = "RollingOut"
+RESUMED = "Resumed"
 ALL_REPLICAS_READY = "AllReplicasReady"
 HISTORY_LIMIT = 10
 
@@ -53,6 +75,10 @@ REQUEUE_SECONDS: dict[ModelPinPhase, float | None] = {
     "Ready": None,
     "Degraded": 30.0,
 }
+NO_OVERRIDES = FleetOverrides()
+EMERGENCY_STOP_MESSAGE = (
+    "emergency stop: every ensemble Deployment is scaled to 0 (kubectl artisan resume restores it)"
+)
 
 ModelPinPlan = Plan[ModelPinStatus]
 
@@ -139,6 +165,7 @@ def decide_model_pin(
     *,
     image: str,
     now: datetime,
+    overrides: FleetOverrides = NO_OVERRIDES,
 ) -> ModelPinPlan:
     """Children and status of one ModelPin (see the module table)."""
     spec_revision = pin_revision(spec, resolved_image(spec, image))
@@ -147,9 +174,23 @@ def decide_model_pin(
     image = resolved_image(serving, image)
     revision = pin_revision(serving, image)
     verdict = assess_fleet(spec.replicas, revision, observation.deployment)
+    stop_updates: tuple[ConditionUpdate, ...] = ()
+    was_stopped = any(c.type == EMERGENCY_STOPPED and c.status == "True" for c in previous.conditions)
+    if overrides.emergency_stop:
+        verdict = FleetVerdict("Degraded", "idle", EMERGENCY_STOPPED, EMERGENCY_STOP_MESSAGE)
+        stop_updates = (
+            ConditionUpdate(EMERGENCY_STOPPED, "True", EMERGENCY_STOPPED, EMERGENCY_STOP_MESSAGE),
+        )
+    elif was_stopped:
+        stop_updates = (
+            ConditionUpdate(EMERGENCY_STOPPED, "False", RESUMED, "the emergency stop was lifted"),
+        )
+    deployment_manifest = with_fleet_overrides(
+        build_ensemble_deployment(owner, serving, image=image), overrides
+    )
     children = (
         EnsureChild(build_pin_configmap(owner, serving)),
-        EnsureChild(build_ensemble_deployment(owner, serving, image=image)),
+        EnsureChild(deployment_manifest),
         EnsureChild(build_ensemble_service(owner)),
         # Only the pin.json key: the Canary and ABExperiment loops own the other keys.
         EnsureChild(
@@ -167,7 +208,7 @@ def decide_model_pin(
             "phase": verdict.phase,
             "conditions": merge_conditions(
                 previous.conditions,
-                kstatus(verdict.state, verdict.reason, verdict.message),
+                (*kstatus(verdict.state, verdict.reason, verdict.message), *stop_updates),
                 now=now,
                 generation=owner.generation,
             ),
