@@ -25,6 +25,23 @@ def register(subparsers: Any) -> None:
     demo.add_argument(
         "--timeout", type=float, default=45.0, help="seconds for every sample to reach its state"
     )
+    demo.add_argument(
+        "--story",
+        choices=("full", "samples"),
+        default="samples",
+        help="samples: the foundation check (default); full: the end-to-end story with real processes",
+    )
+    demo.add_argument("--configs", type=Path, default=Path("configs/demo"), help="the full story's resources")
+    demo.add_argument("--report", type=Path, default=Path("demo-report"), help="where the report is written")
+    demo.add_argument(
+        "--cache", type=Path, default=Path(".cache/artisan-demo"), help="tiny models and the run's work dir"
+    )
+    demo.add_argument(
+        "--prometheus",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="use /usr/bin/prometheus (auto: when installed; no: the operator scrapes pods directly)",
+    )
     demo.add_argument("--verbose", action="store_true", help="show the operator's log")
     demo.set_defaults(func=run_demo_command)
 
@@ -38,6 +55,17 @@ def run_demo_command(args: argparse.Namespace) -> int:
     )
     if args.timeout <= 0:
         raise SystemExit("--timeout must be positive")
+    if args.story == "full":
+        from artisan_operator.sandbox.story import StoryOptions, run_story
+
+        options = StoryOptions(
+            configs=args.configs,
+            crds=args.crds,
+            report_dir=args.report,
+            cache=args.cache,
+            prometheus={"auto": None, "yes": True, "no": False}[args.prometheus],
+        )
+        return run_story(options, emit=lambda line: print(line, flush=True))
     # A wide table when piped (make demo in CI logs); the terminal's width otherwise.
     console = Console() if sys.stdout.isatty() else Console(width=160)
     return run_demo(args.samples, args.crds, args.timeout, console)

@@ -3,9 +3,10 @@
 What kubelet, the Deployment/Job controllers, kube-proxy and the cluster DNS would do, on one machine
 with no containers (the images' commands are the console scripts installed in this virtualenv):
 
-- **network**: each pod gets its own loopback address (``127.77.x.y``) as ``status.podIP``, and its
-  process is told to bind it (``ARTISAN_ENSEMBLE_HOST``, ``ARTISAN_TRAINER_METRICS_HOST``: the
-  images' own bind settings), so every pod listens on its container ports exactly as declared and the
+- **network**: each pod gets its own loopback address (``127.<n>.x.y``, one /16 per runtime) as
+  ``status.podIP``, and its process is told to bind it (``ARTISAN_ENSEMBLE_HOST``,
+  ``ARTISAN_TRAINER_METRICS_HOST``: the images' own bind settings), so every pod listens on its
+  container ports exactly as declared and the
   operator's production path (``http://<podIP>:<containerPort>/metrics``) works unchanged;
 - **Services**: a small HTTP forward proxy resolves ``<service>.<namespace>.svc[.cluster.local]`` to a
   ready endpoint pod; processes get it as ``HTTP_PROXY`` (loopback addresses bypass it);
@@ -35,6 +36,7 @@ import http.client
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -79,12 +81,14 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def pod_address(index: int) -> str:
-    """The loopback address of the ``index``-th pod (127.77.0.2, 127.77.0.3, ...)."""
+def pod_address(index: int, network: int = 77) -> str:
+    """The loopback address of the ``index``-th pod in ``127.<network>.0.0/16`` (….0.2, ….0.3, ...)."""
     if not 0 <= index < 65_000:
         raise ValueError(f"pod index {index} out of range")
+    if not 1 <= network <= 254:
+        raise ValueError(f"network {network} out of range")
     number = index + 2
-    return f"127.77.{number // 256}.{number % 256}"
+    return f"127.{network}.{number // 256}.{number % 256}"
 
 
 def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
@@ -332,6 +336,7 @@ class LocalRuntime:
         executables_dir: Path | None = None,
         interval: float = 0.3,
         probe_interval: float = 1.0,
+        network: int | None = None,
     ) -> None:
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._apps = kubernetes.client.AppsV1Api(api_client)
@@ -343,6 +348,8 @@ class LocalRuntime:
         self.executables_dir = executables_dir or Path(sys.executable).parent
         self.interval = interval
         self.probe_interval = probe_interval
+        # A /16 of the loopback range per runtime, so two sandboxes on one machine never collide.
+        self.network = network if network is not None else random.randrange(64, 250)
         self.pods: dict[tuple[str, str], LocalPod] = {}
         self._services: list[Obj] = []
         self._addresses = 0
@@ -576,7 +583,7 @@ class LocalRuntime:
             return None
         container = containers[0]
         with self._lock:
-            ip = pod_address(self._addresses)
+            ip = pod_address(self._addresses, self.network)
             self._addresses += 1
         root = self.workdir / "pods" / f"{key[0]}_{key[1]}"
         if root.exists():
@@ -656,6 +663,7 @@ class LocalRuntime:
         """Write each ConfigMap volume's keys as files (atomically, only what changed); names missing ones."""
         missing: list[str] = []
         for directory, name in local.configmap_volumes.items():
+            Path(directory).mkdir(parents=True, exist_ok=True)
             configmap = configmaps.get((local.namespace, name))
             if configmap is None:
                 missing.append(name)

@@ -160,7 +160,7 @@ class PrometheusServer:
             raise FileNotFoundError(f"{self.binary} not found (apt-get install prometheus)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
-        config.write_text(prometheus_config(self.targets, self.scrape_interval))
+        config.write_text(self.config_text())
         log = (self.workdir / "prometheus.log").open("ab")
         self._process = subprocess.Popen(
             [
@@ -184,6 +184,10 @@ class PrometheusServer:
                 raise TimeoutError(f"prometheus not ready within {timeout}s")
             time.sleep(0.1)
         return self
+
+    def config_text(self) -> str:
+        """The configuration file's text (a subclass may scrape other targets, e.g. file_sd)."""
+        return prometheus_config(self.targets, self.scrape_interval)
 
     def _ready(self) -> bool:
         try:
