@@ -32,8 +32,11 @@ $(SYSTEM_STAMP): | $(STAMP)
 
 system-deps: $(SYSTEM_STAMP) ## install system packages the tests use (Debian prometheus + promtool)
 
-demo: $(STAMP) ## run the embedded sandbox: emulated API + operator + samples, prints the result
-	$(BIN)/artisan sandbox demo
+demo: $(STAMP) ## the end-to-end story on this machine (local processes, Prometheus if installed) → demo-report/
+	$(BIN)/artisan sandbox demo --story full
+
+demo-samples: $(STAMP) ## the foundation check: emulated API + operator + samples (simulated runtime)
+	$(BIN)/artisan sandbox demo --story samples
 
 run: $(STAMP) ## run the operator against the current kubeconfig
 	$(BIN)/artisan-operator
@@ -94,8 +97,8 @@ runbook-rollback: $(STAMP) ## restart TrainingRun NAME from checkpoint STEP
 	$(KA) rollback trainingrun $(NAME) --to-checkpoint $(STEP) $(KA_NS)
 
 clean: ## remove caches (keeps .venv)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache demo-report
+	rm -rf .pytest_cache .mypy_cache .ruff_cache demo-report .cache/artisan-demo
 
-.PHONY: help install system-deps demo run lint typecheck crds verify-crds chart-lint test bench clean \
+.PHONY: help install system-deps demo demo-samples run lint typecheck crds verify-crds chart-lint test bench clean \
 	runbook-status runbook-promote runbook-abort runbook-downshift runbook-emergency-stop \
 	runbook-resume runbook-health-check runbook-cache-clear runbook-rollback
