@@ -162,3 +162,20 @@ def test_healthy_cartpole_run_learns_without_rollback(tmp_path: Path) -> None:
     assert summary.mean_return_last_100 is not None
     assert summary.mean_return_last_100 > 40  # random play averages ~22
     assert first < summary.mean_return_last_100
+
+
+def test_relative_value_loss_ignores_growing_returns_but_not_divergence() -> None:
+    from artisan_trainer.rollback import relative_value_loss
+
+    # Returns grow 10× (episodes get longer) and the value loss grows with their square: no spike.
+    growing = [(i, 0.0, relative_value_loss(0.02 * (1 + i) ** 2, (1 + i) ** 2)) for i in range(10)]
+    assert all(a is None for a in run(growing))
+    # The value function diverges while the returns stay put: a spike.
+    diverging = [
+        *growing[:5],
+        (5, 0.0, relative_value_loss(50.0, 25.0)),
+        (6, 0.0, relative_value_loss(80.0, 36.0)),
+    ]
+    result = run(diverging)
+    assert result[-1] is not None
+    assert result[-1].reason is RollbackReason.VALUE_LOSS_SPIKE

@@ -55,8 +55,9 @@ class RuntimeSpec(ApiModel):
     """Updates in a row with KL above klThreshold before a rollback."""
     loss_spike_consecutive_updates: int = Field(default=2, ge=1)
     """Updates in a row with a value-loss spike before a rollback."""
-    value_loss_floor: float = Field(default=1e-3, gt=0)
-    """Absolute floor under the value-loss baseline, so a near-zero baseline does not fire on noise."""
+    value_loss_floor: float = Field(default=0.05, gt=0)
+    """Floor under the relative value-loss baseline: with the default factor 2, a spike needs an RMS
+    value error above ~45 % of the targets' RMS, so a well-fitted critic's small wobbles never fire."""
     rollback_lr_factor: float = Field(default=0.5, gt=0, lt=1)
     """The learning rate is multiplied by this after each rollback (cumulative)."""
     log_every_updates: int = Field(default=1, ge=1)

@@ -54,6 +54,7 @@ from artisan_trainer.rollback import (
     detect_reward_drop,
     learning_rate_scale_after,
     observe_update,
+    relative_value_loss,
     reset_streaks,
 )
 from artisan_trainer.schedules import entropy_coef_at, learning_rate_at
@@ -161,6 +162,8 @@ class UpdateStats:
     entropy_coef: float
     policy_loss: float
     value_loss: float
+    relative_value_loss: float
+    """Value loss over the mean square of its targets (what the spike detector judges)."""
     entropy: float
     approx_kl: float
     clip_fraction: float
@@ -370,6 +373,7 @@ class PPOTrainer:
                 entropy_coef=entropy_coef,
                 policy_loss=losses["policy_loss"],
                 value_loss=losses["value_loss"],
+                relative_value_loss=relative_value_loss(losses["value_loss"], float(returns.pow(2).mean())),
                 entropy=losses["entropy"],
                 approx_kl=losses["approx_kl"],
                 clip_fraction=losses["clip_fraction"],
@@ -499,7 +503,7 @@ class PPOTrainer:
         if not self.config.rollback.enabled:
             return None
         self.detector, anomaly = observe_update(
-            self.detector, self.step, stats.approx_kl, stats.value_loss, self.detector_settings
+            self.detector, self.step, stats.approx_kl, stats.relative_value_loss, self.detector_settings
         )
         if anomaly is None:
             anomaly = detect_reward_drop(

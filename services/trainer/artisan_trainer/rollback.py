@@ -5,9 +5,11 @@ Each trigger is built to ignore noise:
 | trigger            | fires when                                                                    |
 |--------------------|-------------------------------------------------------------------------------|
 | ``kl_divergence``  | approx KL > ``klThreshold`` on ``klConsecutiveUpdates`` updates in a row      |
-| ``value_loss_spike`` | value loss > ``lossSpikeFactor`` × max(EMA of value loss, floor), on        |
-|                    | ``lossSpikeConsecutiveUpdates`` updates in a row (policy loss sits near 0, so  |
-|                    | only the value loss is judged, and the floor keeps a tiny baseline from firing) |
+| ``value_loss_spike`` | relative value loss > ``lossSpikeFactor`` × max(its EMA, floor), on        |
+|                    | ``lossSpikeConsecutiveUpdates`` updates in a row. Only the value loss is      |
+|                    | judged (policy loss sits near 0); it is taken relative to the mean square of  |
+|                    | its targets, so returns that grow as the policy improves (CartPole reaching   |
+|                    | 500 steps) are not a spike, and the floor keeps a tiny baseline from firing   |
 | ``reward_drop``    | mean return of the last ``window`` episodes is below the mean of the          |
 |                    | ``baselineWindow`` episodes before them by more than ``rewardDropFraction`` × |
 |                    | |baseline| (sign-aware) *and* by more than 3 standard errors of the difference |
@@ -80,17 +82,23 @@ class DetectorSettings:
 
     @classmethod
     def from_spec(
-        cls, spec: RollbackSpec, kl_consecutive: int = 2, loss_consecutive: int = 2, loss_floor: float = 1e-3
+        cls, spec: RollbackSpec, kl_consecutive: int = 2, loss_consecutive: int = 2, loss_floor: float = 0.05
     ) -> DetectorSettings:
         return cls(spec.kl_threshold, kl_consecutive, spec.loss_spike_factor, loss_consecutive, loss_floor)
+
+
+def relative_value_loss(value_loss: float, mean_square_return: float) -> float:
+    """Value loss over the mean square of its targets: scale-free, so growing returns do not spike it."""
+    return value_loss / max(mean_square_return, 1e-8)
 
 
 def observe_update(
     state: DetectorState, step: int, kl: float, value_loss: float, settings: DetectorSettings
 ) -> tuple[DetectorState, Anomaly | None]:
-    """Fold one update's KL and value loss into the detector; an Anomaly when a trigger fires.
+    """Fold one update's KL and (relative) value loss into the detector; an Anomaly when a trigger fires.
 
-    ``step`` is the environment step at which the update's checkpoint would be saved.
+    ``step`` is the environment step at which the update's checkpoint would be saved; ``value_loss``
+    is what is judged, normally :func:`relative_value_loss`.
     """
     kl_high = not math.isfinite(kl) or kl > settings.kl_threshold
     kl_streak = state.kl_streak + 1 if kl_high else 0
