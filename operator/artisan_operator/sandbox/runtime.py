@@ -99,8 +99,8 @@ def simulated_pod_status(pod: Mapping[str, Any], now: str) -> Obj:
     return {
         "phase": "Running",
         "startTime": started,
-        "podIP": "10.0.0.10",
-        "hostIP": "10.0.0.1",
+        "podIP": "127.0.0.10",  # loopback: nothing here may reach a real network
+        "hostIP": "127.0.0.1",
         "conditions": [
             {"type": kind, "status": "True", "lastTransitionTime": started}
             for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
