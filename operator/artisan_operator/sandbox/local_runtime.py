@@ -193,6 +193,8 @@ class LocalPod:
     owner_uid: str
     labels: dict[str, str]
     ports: dict[str, int]
+    container: str = "main"
+    image: str = ""
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     readiness: tuple[str, int] | None = None
@@ -435,6 +437,10 @@ class LocalRuntime:
         for key, pod in list(pods.items()):
             if key not in wanted and LOCAL_ANNOTATION in ((pod["metadata"].get("annotations")) or {}):
                 self._delete_pod(key)
+        with self._lock:
+            orphans = [key for key in self.pods if key not in wanted]
+        for key in orphans:  # the pod object is gone already (deleted with its owner): stop the process
+            self._delete_pod(key)
         for key, manifest in wanted.items():
             self._run_pod(key, manifest, configmaps, now)
         for deployment in deployments:
@@ -642,6 +648,8 @@ class LocalRuntime:
             owner_uid=str(((manifest["metadata"].get("ownerReferences") or [{}])[0]).get("uid", "")),
             labels=labels,
             ports=ports,
+            container=str(container.get("name", "main")),
+            image=str(container.get("image", "")),
             command=command,
             env=env,
             readiness=readiness,
@@ -733,7 +741,9 @@ class LocalRuntime:
                 "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}],
                 "containerStatuses": [
                     {
-                        "name": "main",
+                        "name": local.container,
+                        "image": local.image,
+                        "imageID": "",
                         "ready": False,
                         "restartCount": 0,
                         "state": {
@@ -765,7 +775,9 @@ class LocalRuntime:
                 ],
                 "containerStatuses": [
                     {
-                        "name": "main",
+                        "name": local.container,
+                        "image": local.image,
+                        "imageID": "",
                         "ready": local.ready,
                         "started": local.running,
                         "restartCount": local.restarts,
