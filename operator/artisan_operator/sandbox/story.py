@@ -448,12 +448,13 @@ class Story:
         thread.start()
         return thread
 
-    def set_revision(self, revision: str) -> None:
+    def set_revision(self, revision: str, failure_threshold: int = 2) -> None:
         models = {
             role: {"name": role, "source": f"pvc://demo-models/{role}", "revision": revision}
             for role in MODEL_ROLES
         }
-        self.patch_spec("ModelPin", "demo-pin", {"models": models})
+        downshift = {"failureThreshold": failure_threshold}
+        self.patch_spec("ModelPin", "demo-pin", {"models": models, "downshift": downshift})
 
     def canary_promote(self) -> None:
         self.create(self.document("Canary", "demo-pin"))
@@ -510,8 +511,15 @@ class Story:
         stop = threading.Event()
         sampler = self.canary_weight_sampler("rollout 1.2.0 (aborted)", stop)
         try:
-            self.set_revision("1.2.0")
-            self.timeline.record("ModelPin", "demo-pin", "Changed", "revision 1.1.0 → 1.2.0 (second rollout)")
+            # The bad change: a new revision whose breaker threshold is so high it never opens, so a
+            # slow model's timeouts reach the users. The canary's latency gate must catch it.
+            self.set_revision("1.2.0", failure_threshold=10_000)
+            self.timeline.record(
+                "ModelPin",
+                "demo-pin",
+                "Changed",
+                "revision 1.1.0 → 1.2.0 with downshift.failureThreshold 10000 (second rollout)",
+            )
             wait_until(
                 lambda: (
                     int((self.get("Canary", "demo-pin").get("status") or {}).get("weight") or 0) > 0
