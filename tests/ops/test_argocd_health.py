@@ -160,6 +160,22 @@ def status_of(phase: str, **extra: Any) -> dict[str, Any]:
         ("abexperiment", status_of("Running", message="120/100 samples"), "Progressing", "120/100"),
         (
             "abexperiment",
+            status_of("Running", message="no difference yet", conditions=conditions(Ready="True")),
+            "Healthy",
+            "Running: no difference yet",
+        ),
+        (
+            "abexperiment",
+            status_of(
+                "Running",
+                message="statistics unavailable",
+                conditions=conditions(Ready="False", Reconciling="True"),
+            ),
+            "Progressing",
+            "statistics unavailable",
+        ),
+        (
+            "abexperiment",
             status_of("Running", conditions=conditions(SRMDetected=("True", "p=1e-5"))),
             "Degraded",
             "Sample ratio mismatch: p=1e-5",

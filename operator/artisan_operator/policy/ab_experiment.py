@@ -19,6 +19,11 @@ means with Welch's t-test (``method: fixed``), or with the always-valid mixture 
 
 "Significant" means the corrected p-value (Holm by default; 1/e-value for the sequential method) is
 at most α. A guardrail whose value is unknown counts as not met: a winner must be shown to be safe.
+
+kstatus: Invalid is Stalled; every other phase is Ready. A Running experiment's spec (its traffic
+split and analysis) is in force and it waits for data, not for the operator, possibly for days, so
+``kubectl wait --for=condition=Ready`` and GitOps health checks do not block on it; its end is the
+phase (``--for=jsonpath={.status.phase}=Concluded``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,9 @@ local function stale(obj)
 end
 
 -- ABExperiment: Invalid → Degraded, a sample ratio mismatch → Degraded (results untrustworthy),
--- Running → Progressing, Concluded / Inconclusive → Healthy.
+-- Concluded / Inconclusive → Healthy, Running and Ready → Healthy (the split is in force and
+-- analysed; it waits for data, not for the operator, like kstatus and kubectl wait say),
+-- otherwise (no statistics yet, target missing) → Progressing.
 local hs = {}
 local waiting = stale(obj)
 local phase = obj.status and obj.status.phase
@@ -67,6 +69,9 @@ elseif phase == "Concluded" then
 elseif phase == "Inconclusive" then
   hs.status = "Healthy"
   hs.message = obj.status.message or "Inconclusive: no variant won"
+elseif phase == "Running" and is_true(ready) then
+  hs.status = "Healthy"
+  hs.message = "Running: " .. (obj.status.message or text(ready, "collecting samples"))
 else
   hs.status = "Progressing"
   hs.message = obj.status.message or text(condition(obj, "Reconciling"), phase or "Running")
