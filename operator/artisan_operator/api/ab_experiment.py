@@ -57,12 +57,22 @@ class Guardrail(ApiModel):
     min: float | None = None
     """A winner must stay at or above this."""
 
-    cel_rules = (CelRule("has(self.max) || has(self.min)", "a guardrail needs max or min"),)
+    cel_rules = (
+        CelRule("has(self.max) || has(self.min)", "a guardrail needs max or min"),
+        # A band with min above max can never be met: it would veto every winner silently.
+        CelRule(
+            "!has(self.max) || !has(self.min) || self.min <= self.max",
+            "min must be less than or equal to max",
+            ".min",
+        ),
+    )
 
     @model_validator(mode="after")
     def _has_bound(self) -> Self:
         if self.max is None and self.min is None:
             raise invariant_error(self, "a guardrail needs max or min")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise invariant_error(self, "min must be less than or equal to max", ".min")
         return self
 
 
