@@ -62,9 +62,10 @@ class Settings(BaseSettings):
     resync_interval_seconds: float = Field(default=60, gt=0)
     """Every object is reconciled at least this often (level-triggered), even if nothing changed."""
     timer_interval_seconds: float = Field(default=5, gt=0)
-    """How often the reconcile timer checks whether an object is due (the finest requeue)."""
+    """The finest requeue: a reconcile asking to look again sooner than this waits this long."""
     timer_idle_seconds: float = Field(default=1, ge=0)
-    """The timer skips an object that changed within this many seconds (its handlers just ran)."""
+    """Not used any more (passes are scheduled by the work queue, one at a time per object, each
+    requeued from its own end); still accepted so that existing configurations stay valid."""
 
     api_threads: int = Field(default=8, ge=1, le=128)
     """Threads (and connections) for blocking Kubernetes API calls."""

@@ -2,7 +2,9 @@
 
 The operator stamps each child with the hash of the manifest it applied
 (``artisan.dev/applied-hash``); a child whose hash matches is left alone, so a resync costs one GET per
-child and server-side defaulting never causes a patch loop. Patches are JSON merge patches (no PUT,
+child and server-side defaulting never causes a patch loop. An owner never reconciled before creates
+its children without reading them first (a leftover from an interrupted pass answers 409, and is
+then read and compared like any other). Patches are JSON merge patches (no PUT,
 no server-side apply). A child that exists but is not controlled by this owner is never touched:
 it is reported as a conflict.
 """
@@ -110,13 +112,19 @@ def _read(ops: ChildOperations, name: str, namespace: str, timeout: float) -> Ma
         raise
 
 
-def apply_child(cluster: ClusterClient, child: EnsureChild, owner_uid: str) -> ApplyOutcome:
-    """Ensure one child exists with the desired content; safe to repeat and to interrupt anywhere."""
+def apply_child(
+    cluster: ClusterClient, child: EnsureChild, owner_uid: str, *, expect_missing: bool = False
+) -> ApplyOutcome:
+    """Ensure one child exists with the desired content; safe to repeat and to interrupt anywhere.
+
+    ``expect_missing`` (the owner was never reconciled) skips the read before the create: a child
+    that exists anyway (an interrupted earlier pass) answers 409 and is then read and compared.
+    """
     desired = with_applied_hash(child.manifest)
     name, namespace, kind = child.name, desired["metadata"]["namespace"], child.kind
     ops = child_operations(cluster, kind)
     timeout = cluster.request_timeout
-    existing = _read(ops, name, namespace, timeout)
+    existing = None if expect_missing else _read(ops, name, namespace, timeout)
     if existing is None:
         try:
             ops.create(namespace, desired, _preload_content=False, _request_timeout=timeout)
@@ -149,6 +157,23 @@ def apply_child(cluster: ClusterClient, child: EnsureChild, owner_uid: str) -> A
     return ApplyOutcome(kind, name, "updated")
 
 
-def apply_plan(cluster: ClusterClient, children: Sequence[EnsureChild], owner_uid: str) -> list[ApplyOutcome]:
+def outcome_events(outcomes: Sequence[ApplyOutcome]) -> list[EventNote]:
+    """The Events of one pass's outcomes: one for all creations, one for all updates, one per conflict.
+
+    One Event per kind of action keeps ``kubectl describe`` complete (every child is named) at a
+    fraction of the API writes of one Event per child.
+    """
+    notes: list[EventNote] = []
+    for action, reason in (("created", CHILD_CREATED), ("updated", CHILD_UPDATED)):
+        done = [f"{o.kind} {o.name}" for o in outcomes if o.action == action]
+        if done:
+            notes.append(EventNote(reason, f"{action} {', '.join(done)}"))
+    notes.extend(note for o in outcomes if o.action == "conflict" and (note := o.event()) is not None)
+    return notes
+
+
+def apply_plan(
+    cluster: ClusterClient, children: Sequence[EnsureChild], owner_uid: str, *, expect_missing: bool = False
+) -> list[ApplyOutcome]:
     """Apply every child in order (volumes and config before the workloads that mount them)."""
-    return [apply_child(cluster, child, owner_uid) for child in children]
+    return [apply_child(cluster, child, owner_uid, expect_missing=expect_missing) for child in children]

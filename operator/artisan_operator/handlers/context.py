@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from artisan_operator.cluster import ClusterClient
+from artisan_operator.handlers.workqueue import WorkQueue
 from artisan_operator.metrics.operator_metrics import OperatorMetrics
 from artisan_operator.metrics.server import MetricsServer
 from artisan_operator.settings import Settings
@@ -21,11 +22,18 @@ class OperatorContext:
     """Set by the startup handler (it needs the login settings first)."""
     metrics_server: MetricsServer | None = None
     """The /metrics server, when enabled (its ``port`` is the bound one)."""
+    work: WorkQueue | None = None
+    """The per-object reconcile loops (TrainingRun, ModelPin, fleet health); set by the startup handler."""
 
     def require_cluster(self) -> ClusterClient:
         if self.cluster is None:
             raise RuntimeError("the cluster client is not set up: the startup handler has not run")
         return self.cluster
+
+    def require_work(self) -> WorkQueue:
+        if self.work is None:
+            raise RuntimeError("the work queue is not set up: the startup handler has not run")
+        return self.work
 
 
 def operator_context(memo: Any) -> OperatorContext:

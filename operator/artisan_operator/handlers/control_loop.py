@@ -85,6 +85,28 @@ async def run_control_loop(
                 await asyncio.wait_for(wake.wait(), timeout=min(left, POLL_SECONDS))
 
 
+def measured(kind: str, one_pass: PassFn) -> PassFn:
+    """``one_pass`` for the work queue, counted in the metrics; errors are counted and re-raised
+    (the queue retries with backoff)."""
+
+    async def run(context: OperatorContext, namespace: str, name: str, memo: Any) -> float | None:
+        started = time.monotonic()
+        try:
+            delay = await one_pass(context, namespace, name, memo)
+        except ApiException as error:
+            context.metrics.record(kind, "error", time.monotonic() - started)
+            context.metrics.record_error(kind, f"HTTP{error.status}")
+            raise
+        except Exception as error:
+            context.metrics.record(kind, "error", time.monotonic() - started)
+            context.metrics.record_error(kind, type(error).__name__)
+            raise
+        context.metrics.record(kind, "requeue" if delay else "success", time.monotonic() - started)
+        return delay
+
+    return run
+
+
 def post_events(body: dict[str, Any], notes: Iterable[EventNote]) -> None:
     """Post Events on an object read from the API (a plain dict: kopf only reads its reference)."""
     target: Any = body

@@ -1,4 +1,4 @@
-"""Fleet health loop: a daemon per ModelPin reads each ensemble pod's model health and downshifts.
+"""Fleet health loop: a work-queue loop per ModelPin reads each ensemble pod's model health and downshifts.
 
 Every ``fleet_interval_seconds`` (sooner when a hold or an outage timer ends) one pass:
 
@@ -19,13 +19,13 @@ import asyncio
 import functools
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from artisan_common.routing import PIN_KEY
-from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.model_pin import (
     DOWNSHIFT_ANNOTATION,
     KIND,
@@ -43,8 +43,8 @@ from artisan_operator.cluster.control import (
     remove_annotation,
 )
 from artisan_operator.handlers.context import OperatorContext
-from artisan_operator.handlers.control_loop import metric_provider, post_events, run_control_loop
-from artisan_operator.handlers.reconcile import parse_previous_status, utc_now
+from artisan_operator.handlers.control_loop import measured, metric_provider, post_events
+from artisan_operator.handlers.reconcile import parse_previous_status, register_object_loop
 from artisan_operator.manifests.common import Owner, selector_labels
 from artisan_operator.manifests.ensemble import APP_NAME, HTTP_PORT, TRACK_LABEL, ensemble_service_name
 from artisan_operator.metrics.providers import ScrapeProvider
@@ -166,7 +166,9 @@ async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: 
         annotation=(body["metadata"].get("annotations") or {}).get(DOWNSHIFT_ANNOTATION),
         generation=int(generation) if generation is not None else None,
     )
-    plan = assess_fleet(spec.models, spec.downshift, observation, utc_now())
+    # Full precision (not second-truncated): unhealthyForSeconds and holdSeconds of a second or two
+    # stay exact whenever in the second the pass runs.
+    plan = assess_fleet(spec.models, spec.downshift, observation, datetime.now(tz=UTC))
     await cluster.run(apply_fleet_plan, cluster, body, plan)
     context.metrics.control.downshifted.labels(namespace, name).set(1 if plan.downshift else 0)
     post_events(body, plan.events)
@@ -174,19 +176,19 @@ async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: 
     return interval if plan.requeue_after is None else min(plan.requeue_after, interval)
 
 
-async def fleet_health_daemon(
-    name: str, namespace: str | None, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: Any, **_: Any
-) -> None:
-    assert namespace is not None  # ModelPins are namespaced
-    await run_control_loop(
-        "ModelPinFleet", fleet_pass, namespace=namespace, name=name, memo=memo, stopped=stopped, logger=logger
-    )
+fleet_health_pass = measured("ModelPinFleet", fleet_pass)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    kopf.daemon(
-        GROUP, VERSION, PLURAL, id="fleet_health_daemon", cancellation_timeout=5.0, registry=registry
-    )(fleet_health_daemon)
+    # Nothing to assess before the fleet has pods: a new ModelPin's first look is one interval away.
+    register_object_loop(
+        registry,
+        plural=PLURAL,
+        kind=KIND,
+        loop="ModelPinFleet",
+        run=fleet_health_pass,
+        first_delay=lambda current: current.fleet_interval_seconds,
+    )
 
 
-__all__ = ["KIND", "fleet_health_daemon", "register"]
+__all__ = ["KIND", "fleet_health_pass", "register"]

@@ -1,15 +1,22 @@
-"""ModelPin handlers: create/update/resume nudge a pass at once; the timer keeps it level-triggered."""
+"""ModelPin handlers: watch events nudge a pass at once; the work queue keeps it level-triggered."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import kopf
 
-from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.model_pin import KIND, PLURAL, ModelPinSpec, ModelPinStatus
 from artisan_operator.cluster import observe_model_pin
-from artisan_operator.handlers.reconcile import PassInput, Reconciler, reconcile, reconcile_when_due
+from artisan_operator.handlers.context import OperatorContext
+from artisan_operator.handlers.reconcile import (
+    PassInput,
+    Reconciler,
+    reconcile_object,
+    register_object_loop,
+)
+from artisan_operator.handlers.workqueue import PassOutcome
 from artisan_operator.manifests.ensemble import fleet_overrides
 from artisan_operator.policy.model_pin import decide_model_pin
 from artisan_operator.policy.plan import Plan
@@ -39,23 +46,11 @@ RECONCILER = Reconciler(
 )
 
 
-async def model_pin_reconcile(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await reconcile(RECONCILER, body, memo, logger)
-
-
-async def model_pin_timer(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await reconcile_when_due(RECONCILER, body, memo, logger)
+async def model_pin_pass(
+    context: OperatorContext, namespace: str, name: str, state: MutableMapping[str, Any]
+) -> PassOutcome:
+    return await reconcile_object(RECONCILER, context, namespace, name, state)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    resource = (GROUP, VERSION, PLURAL)
-    kopf.on.create(*resource, id="model_pin_create", registry=registry)(model_pin_reconcile)
-    kopf.on.update(*resource, id="model_pin_update", registry=registry)(model_pin_reconcile)
-    kopf.on.resume(*resource, id="model_pin_resume", registry=registry)(model_pin_reconcile)
-    kopf.timer(
-        *resource,
-        id="model_pin_timer",
-        interval=settings.timer_interval_seconds,
-        idle=settings.timer_idle_seconds or None,
-        registry=registry,
-    )(model_pin_timer)
+    register_object_loop(registry, plural=PLURAL, kind=KIND, loop=KIND, run=model_pin_pass)

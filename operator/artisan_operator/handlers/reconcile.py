@@ -8,9 +8,9 @@ requeue bookkeeping, one pass at a time per object) happens here, the same way f
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -18,15 +18,19 @@ from typing import Any, Generic, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
+from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.cluster import (
     ApiException,
     ClusterClient,
     apply_plan,
+    outcome_events,
     patch_status,
     read_custom_object,
     status_patch,
 )
 from artisan_operator.handlers.context import OperatorContext, operator_context
+from artisan_operator.handlers.control_loop import post_events
+from artisan_operator.handlers.workqueue import GONE, PassOutcome, event_fingerprint
 from artisan_operator.manifests.common import Owner
 from artisan_operator.policy.conditions import (
     decide_child_conflicts,
@@ -40,9 +44,8 @@ from artisan_operator.settings import Settings
 SpecT = TypeVar("SpecT", bound=BaseModel)
 StatusT = TypeVar("StatusT", bound=BaseModel)
 
-LOCK_KEY = "reconcile_lock"
-NEXT_DUE_KEY = "reconcile_next_due"
-RETRY_DELAY_SECONDS = 5.0
+LoopFn = Callable[[OperatorContext, str, str, MutableMapping[str, Any]], Awaitable[PassOutcome]]
+"""A loop's pass: ``(context, namespace, name, state)`` -> when to run again (see the work queue)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Reconciler(Generic[SpecT, StatusT]):
 
 @dataclass
 class PassResult:
+    owner: Owner | None = None
+    """The object reconciled; None when it is gone (deleted, or being deleted)."""
     events: list[EventNote] = field(default_factory=list)
     requeue_after: float | None = None
     status_written: bool = False
@@ -124,12 +129,12 @@ def reconcile_pass(
     """
     body = read_custom_object(cluster, reconciler.plural, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return PassResult()
+        return PassResult()  # children go with it (owner references): nothing left to do
     now = utc_now()
     owner = owner_from_body(reconciler.kind, body)
     raw_status = body.get("status") if isinstance(body.get("status"), dict) else {}
     previous = parse_previous_status(reconciler.status_model, raw_status)
-    result = PassResult()
+    result = PassResult(owner=owner)
     try:
         spec = reconciler.spec_model.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -156,8 +161,10 @@ def reconcile_pass(
                 memo=memo if memo is not None else {},
             )
         )
-        outcomes = apply_plan(cluster, plan.children, owner.uid)
-        result.events.extend(e for e in (o.event() for o in outcomes) if e is not None)
+        # Never reconciled (no observedGeneration yet): its children most likely do not exist.
+        fresh = raw_status.get("observedGeneration") is None if raw_status else True
+        outcomes = apply_plan(cluster, plan.children, owner.uid, expect_missing=fresh)
+        result.events.extend(outcome_events(outcomes))
         conflicts = [o.message for o in outcomes if o.action == "conflict"]
         if conflicts:
             plan = decide_child_conflicts(plan, conflicts, generation=owner.generation, now=now)
@@ -171,49 +178,83 @@ def reconcile_pass(
     return result
 
 
-async def reconcile(reconciler: Reconciler[Any, Any], body: kopf.Body, memo: Any, logger: Any) -> PassResult:
-    """Run one pass for ``body``: at most one at a time per object, measured, with Events posted."""
-    context: OperatorContext = operator_context(memo)
+def event_reference(owner: Owner, api_version: str) -> dict[str, Any]:
+    """Enough of the object for kopf to post an Event about it."""
+    return {
+        "apiVersion": api_version,
+        "kind": owner.kind,
+        "metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid},
+    }
+
+
+async def reconcile_object(
+    reconciler: Reconciler[Any, Any],
+    context: OperatorContext,
+    namespace: str,
+    name: str,
+    state: MutableMapping[str, Any],
+) -> PassOutcome:
+    """One pass from the work queue: measured, Events posted, the next pass's delay returned.
+
+    The queue runs one pass at a time per object. ``state`` is the object's scratch across passes
+    of this operator process. A Kubernetes API error is recorded and raised (the queue retries
+    with backoff).
+    """
     cluster = context.require_cluster()
-    lock: asyncio.Lock = memo.setdefault(LOCK_KEY, asyncio.Lock())
-    async with lock:
-        started = time.monotonic()
-        try:
-            meta = body["metadata"]
-            result = await cluster.run(
-                reconcile_pass,
-                reconciler,
-                cluster,
-                context.settings,
-                namespace=meta["namespace"],
-                name=meta["name"],
-                memo=memo,
-            )
-        except ApiException as error:
-            context.metrics.record(reconciler.kind, "error", time.monotonic() - started)
-            context.metrics.record_error(reconciler.kind, f"HTTP{error.status}")
-            raise kopf.TemporaryError(
-                f"Kubernetes API error {error.status} {error.reason}", delay=RETRY_DELAY_SECONDS
-            ) from error
-        except Exception as error:
-            context.metrics.record(reconciler.kind, "error", time.monotonic() - started)
-            context.metrics.record_error(reconciler.kind, type(error).__name__)
-            raise
-        elapsed = time.monotonic() - started
-        for note in result.events:
-            kopf.event(body, type=note.type, reason=note.reason, message=note.message)
-        context.metrics.record(reconciler.kind, "requeue" if result.requeue_after else "success", elapsed)
-        resync = context.settings.resync_interval_seconds
-        delay = min(result.requeue_after, resync) if result.requeue_after else resync
-        memo[NEXT_DUE_KEY] = time.monotonic() + delay
-        logger.debug(f"reconciled in {elapsed:.3f}s; next look in {delay:.0f}s")
-        return result
+    started = time.monotonic()
+    try:
+        result = await cluster.run(
+            reconcile_pass, reconciler, cluster, context.settings, namespace=namespace, name=name, memo=state
+        )
+    except ApiException as error:
+        context.metrics.record(reconciler.kind, "error", time.monotonic() - started)
+        context.metrics.record_error(reconciler.kind, f"HTTP{error.status}")
+        raise
+    except Exception as error:
+        context.metrics.record(reconciler.kind, "error", time.monotonic() - started)
+        context.metrics.record_error(reconciler.kind, type(error).__name__)
+        raise
+    if result.owner is None:
+        return GONE
+    elapsed = time.monotonic() - started
+    post_events(event_reference(result.owner, f"{GROUP}/{VERSION}"), result.events)
+    context.metrics.record(reconciler.kind, "requeue" if result.requeue_after else "success", elapsed)
+    if result.requeue_after is None:
+        return None  # the resync interval
+    # The finest requeue: a plan asking for "now" must not spin.
+    return max(result.requeue_after, context.settings.timer_interval_seconds)
 
 
-async def reconcile_when_due(
-    reconciler: Reconciler[Any, Any], body: kopf.Body, memo: Any, logger: Any
+def register_object_loop(
+    registry: kopf.OperatorRegistry,
+    *,
+    plural: str,
+    kind: str,
+    loop: str,
+    run: LoopFn,
+    first_delay: Callable[[Settings], float] = lambda _: 0.0,
 ) -> None:
-    """The timer's body: reconcile only when the object's requeue time has come."""
-    if time.monotonic() < memo.get(NEXT_DUE_KEY, 0.0):
-        return
-    await reconcile(reconciler, body, memo, logger)
+    """Drive ``run`` for every object of ``plural`` from the operator's work queue.
+
+    A ``kopf.on.event`` handler (no finalizer, no annotations, no patch) turns watch events into
+    nudges: a new object, a spec change (generation), an annotation change or a deletion. Status-only
+    changes, mostly this operator's own writes, do not nudge; the queue's resync still looks.
+    """
+
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        context = operator_context(memo)
+        queue = context.require_work()
+        meta = body.get("metadata") or {}
+        key = (kind, str(meta.get("namespace") or ""), str(meta.get("name")))
+        if event.get("type") == "DELETED":
+            queue.forget(key)
+            return
+        queue.offer(
+            key,
+            loop,
+            functools.partial(run, context),
+            event_fingerprint(body),
+            first_delay=first_delay(context.settings),
+        )
+
+    kopf.on.event(GROUP, VERSION, plural, id=f"{loop}_watch", registry=registry)(on_event)

@@ -9,11 +9,14 @@ import kopf
 
 from artisan_operator.cluster import ClusterClient, connection_info
 from artisan_operator.handlers.context import operator_context
+from artisan_operator.handlers.workqueue import WorkQueue
 from artisan_operator.settings import Settings
 
 FINALIZER = "artisan.dev/finalizer"
 ANNOTATION_PREFIX = "artisan.dev"
 REPORTING_COMPONENT = "artisan-operator"
+RETRY_BASE_SECONDS = 1.0
+"""A failed pass is retried after 1 s, then 2 s, 4 s, ... up to the resync interval."""
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
@@ -40,6 +43,15 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     configure_kopf(settings, context.settings)
     if context.cluster is None:
         context.cluster = ClusterClient(context.settings)
+    if context.work is None:
+        # Started here, inside kopf's context, so that passes can post Events through kopf.
+        context.work = WorkQueue(
+            workers=context.settings.api_threads,
+            resync=context.settings.resync_interval_seconds,
+            retry_base=RETRY_BASE_SECONDS,
+            max_backoff=context.settings.resync_interval_seconds,
+        )
+        context.work.start()
 
 
 async def operator_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
@@ -49,6 +61,9 @@ async def operator_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 
 async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
     context = operator_context(memo)
+    if context.work is not None:
+        await context.work.stop()
+        context.work = None
     if context.cluster is not None:
         context.cluster.close()
         context.cluster = None

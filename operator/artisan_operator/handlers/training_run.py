@@ -1,4 +1,4 @@
-"""TrainingRun handlers: create/update/resume nudge a pass at once; the timer keeps it level-triggered.
+"""TrainingRun handlers: watch events nudge a pass at once; the work queue keeps it level-triggered.
 
 One pass (``observe_and_decide``, on the API thread pool): observe the run's Jobs and the current
 attempt's pod, read the trainer's metrics (Prometheus by pod when configured, else a scrape of the
@@ -11,12 +11,11 @@ the children and writes the status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import kopf
 
-from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.training_run import (
     KIND,
     PLURAL,
@@ -26,7 +25,14 @@ from artisan_operator.api.training_run import (
 )
 from artisan_operator.cluster import observe_training_run, patch_status, status_patch
 from artisan_operator.cluster.control import delete_job, remove_annotation
-from artisan_operator.handlers.reconcile import PassInput, Reconciler, reconcile, reconcile_when_due
+from artisan_operator.handlers.context import OperatorContext
+from artisan_operator.handlers.reconcile import (
+    PassInput,
+    Reconciler,
+    reconcile_object,
+    register_object_loop,
+)
+from artisan_operator.handlers.workqueue import PassOutcome
 from artisan_operator.manifests.trainer import METRICS_PORT
 from artisan_operator.metrics.providers import PrometheusProvider, Sample, ScrapeProvider
 from artisan_operator.policy.plan import Plan
@@ -130,23 +136,11 @@ RECONCILER = Reconciler(
 )
 
 
-async def training_run_reconcile(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await reconcile(RECONCILER, body, memo, logger)
-
-
-async def training_run_timer(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await reconcile_when_due(RECONCILER, body, memo, logger)
+async def training_run_pass(
+    context: OperatorContext, namespace: str, name: str, state: MutableMapping[str, Any]
+) -> PassOutcome:
+    return await reconcile_object(RECONCILER, context, namespace, name, state)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    resource = (GROUP, VERSION, PLURAL)
-    kopf.on.create(*resource, id="training_run_create", registry=registry)(training_run_reconcile)
-    kopf.on.update(*resource, id="training_run_update", registry=registry)(training_run_reconcile)
-    kopf.on.resume(*resource, id="training_run_resume", registry=registry)(training_run_reconcile)
-    kopf.timer(
-        *resource,
-        id="training_run_timer",
-        interval=settings.timer_interval_seconds,
-        idle=settings.timer_idle_seconds or None,
-        registry=registry,
-    )(training_run_timer)
+    register_object_loop(registry, plural=PLURAL, kind=KIND, loop=KIND, run=training_run_pass)
