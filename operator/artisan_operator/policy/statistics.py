@@ -29,16 +29,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 MIXING_EFFECT_SIZE = 0.2
 """τ / σ of the mSPRT's normal mixing distribution (see the module docstring)."""
 
 Correction = Literal["holm", "bonferroni", "none"]
+
+
+def _stats() -> Any:
+    """``scipy.stats``, imported on first use: it adds ~70 MB to the operator process, and only the
+    A/B analysis needs it (an operator without ABExperiments never loads it)."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,8 @@ def welch_t_test(control: SufficientStats, treatment: SufficientStats, alpha: fl
     df = se2**2 / (v_c**2 / (control.n - 1) + v_t**2 / (treatment.n - 1))
     se = float(np.sqrt(se2))
     t = difference / se
-    p = float(2 * stats.t.sf(abs(t), df))
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    p = float(2 * _stats().t.sf(abs(t), df))
+    half = float(_stats().t.ppf(1 - alpha / 2, df)) * se
     return Comparison(difference, difference - half, difference + half, p)
 
 
@@ -107,9 +114,9 @@ def two_proportion_z_test(control: SufficientStats, treatment: SufficientStats, 
     se_test = float(np.sqrt(pooled * (1 - pooled) * (1 / control.n + 1 / treatment.n)))
     if se_test <= 0:
         return _degenerate(difference)
-    p = float(2 * stats.norm.sf(abs(difference / se_test)))
+    p = float(2 * _stats().norm.sf(abs(difference / se_test)))
     se = float(np.sqrt(_variance_of_rate(control) / control.n + _variance_of_rate(treatment) / treatment.n))
-    half = float(stats.norm.ppf(1 - alpha / 2)) * se
+    half = float(_stats().norm.ppf(1 - alpha / 2)) * se
     return Comparison(difference, difference - half, difference + half, p)
 
 
@@ -195,4 +202,4 @@ def sample_ratio_p_value(counts: Sequence[int], weights: Sequence[float]) -> flo
     if len(observed) < 2:
         return 1.0
     expected = [total * w / sum(live) for w in live]
-    return float(stats.chisquare(observed, expected).pvalue)
+    return float(_stats().chisquare(observed, expected).pvalue)
