@@ -31,7 +31,9 @@ SEED_METRICS = (
     "ppo_last_checkpoint_step",
     "ppo_best_checkpoint_step",
     'rl_checkpoint_rollback_total{reason="kl_divergence"} 0.0',
-    'data_curation_rejections_total{reason="rate_limited"} 0.0',
+    'data_curation_samples_total{outcome="rate_limited"} 0.0',
+    'data_curation_samples_total{outcome="accepted"} 0.0',
+    "data_curation_acceptance_rate",
 )
 
 

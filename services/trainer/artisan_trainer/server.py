@@ -79,22 +79,22 @@ class TrainerMetrics(TrainingHooks):
         )
         self.last_checkpoint = Gauge("ppo_last_checkpoint_step", "Step of the newest checkpoint", registry=r)
         self.best_checkpoint = Gauge("ppo_best_checkpoint_step", "Step of the best checkpoint", registry=r)
+        # Same names and labels as the ensemble's feedback intake, so one dashboard query covers both.
         self.curation_samples = Counter(
-            "data_curation_samples", "Feedback samples curated", ["result"], registry=r
-        )
-        self.curation_rejections = Counter(
-            "data_curation_rejections", "Feedback samples rejected", ["reason"], registry=r
+            "data_curation_samples",
+            "Feedback samples by curation outcome (accepted or the rejection reason).",
+            ["outcome"],
+            registry=r,
         )
         self.curation_acceptance = Gauge(
-            "data_curation_acceptance_ratio", "Accepted share of the last curated batch", registry=r
+            "data_curation_acceptance_rate", "Accepted share of the last curated batch", registry=r
         )
         # Every label value exists from the start, so rate() and absent() queries work before the first event.
         for reason in RollbackReason:
             self.rollbacks.labels(reason=reason.value)
-        for result in ("accepted", "rejected"):
-            self.curation_samples.labels(result=result)
+        self.curation_samples.labels(outcome="accepted")
         for rejection in RejectionReason:
-            self.curation_rejections.labels(reason=rejection.value)
+            self.curation_samples.labels(outcome=rejection.value)
         self.last_progress = time.monotonic()
         self._rng = np.random.default_rng(0)
 
@@ -142,10 +142,9 @@ class TrainerMetrics(TrainingHooks):
         self.rollbacks_exhausted.set(1 if exhausted else 0)
 
     def on_curation(self, report: QualityReport) -> None:
-        self.curation_samples.labels(result="accepted").inc(report.accepted)
-        self.curation_samples.labels(result="rejected").inc(report.rejected)
+        self.curation_samples.labels(outcome="accepted").inc(report.accepted)
         for reason, count in report.rejections.items():
-            self.curation_rejections.labels(reason=reason).inc(count.count)
+            self.curation_samples.labels(outcome=reason).inc(count.count)
         self.curation_acceptance.set(report.acceptance_rate)
 
 
