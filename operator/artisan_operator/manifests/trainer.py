@@ -13,6 +13,8 @@ before S and drops newer ones).
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import yaml
@@ -67,8 +69,15 @@ def training_config(spec: TrainingRunSpec) -> TrainingConfig:
 _SAFE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+@functools.lru_cache(maxsize=256)
+def config_yaml(config_json: str) -> str:
+    """The trainer config file for a config's JSON; remembered, as every pass renders it again."""
+    return str(yaml.dump(json.loads(config_json), Dumper=_SAFE_DUMPER, sort_keys=True))
+
+
 def build_trainer_configmap(owner: Owner, spec: TrainingRunSpec) -> Manifest:
-    text = yaml.dump(training_config(spec).to_wire(), Dumper=_SAFE_DUMPER, sort_keys=True)
+    config = training_config(spec)
+    text = config_yaml(config.model_dump_json(by_alias=True, exclude_none=True))
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
