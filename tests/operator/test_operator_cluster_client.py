@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import kubernetes.client
+import pytest
 import yaml
 
-from artisan_operator.cluster.client import load_configuration, throttled
+from artisan_operator.cluster.client import load_configuration, throttled, unvalidated
 from artisan_operator.settings import Settings
 
 
@@ -45,3 +48,28 @@ def test_a_token_kubeconfig_keeps_its_credentials_with_a_throttled_refresh(tmp_p
     # per period, not on each request.
     configuration.api_key["BearerToken"] = "Bearer meanwhile"
     assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer meanwhile"
+
+
+def test_unvalidated_calls_the_same_api_method_without_parsing_the_body_into_a_model() -> None:
+    api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient())
+    seen: list[Any] = []
+
+    def serialize(**kwargs: Any) -> Any:
+        seen.append(kwargs["body"])
+        raise RuntimeError("stop before any request")
+
+    api._create_namespaced_config_map_serialize = serialize  # type: ignore[method-assign]
+    body = {"metadata": {"name": "x"}, "data": {"k": "v"}, "unknownToTheModel": 1}
+    with pytest.raises(RuntimeError, match="stop"):
+        unvalidated(api.create_namespaced_config_map)("ns", body)
+    assert seen == [body]  # the dict itself: not a V1ConfigMap built and dumped again
+    with pytest.raises(RuntimeError, match="stop"):
+        api.create_namespaced_config_map("ns", {"metadata": {"name": "x"}})  # type: ignore[arg-type]
+    assert type(seen[-1]).__name__ == "V1ConfigMap"  # what the validated call does
+
+
+def test_unvalidated_leaves_a_plain_callable_alone() -> None:
+    def plain(value: int) -> int:
+        return value + 1
+
+    assert unvalidated(plain) is plain

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode
+from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode, unvalidated
 from artisan_operator.manifests.common import APPLIED_HASH_ANNOTATION, Manifest, with_applied_hash
 from artisan_operator.policy.plan import CHILD_CONFLICT, CHILD_CREATED, CHILD_UPDATED, EnsureChild, EventNote
 
@@ -47,29 +47,34 @@ class ApplyOutcome:
 
 
 def child_operations(cluster: ClusterClient, kind: str) -> ChildOperations:
-    """The typed create/read/patch calls of each child kind the operator manages."""
+    """The typed create/read/patch calls of each child kind the operator manages (bodies are our
+    own dicts: no client-side model validation, see :func:`unvalidated`)."""
     core, apps, batch = cluster.core, cluster.apps, cluster.batch
     table = {
         "ConfigMap": ChildOperations(
-            core.create_namespaced_config_map,
-            core.read_namespaced_config_map,
-            core.patch_namespaced_config_map,
+            unvalidated(core.create_namespaced_config_map),
+            unvalidated(core.read_namespaced_config_map),
+            unvalidated(core.patch_namespaced_config_map),
         ),
         "Service": ChildOperations(
-            core.create_namespaced_service, core.read_namespaced_service, core.patch_namespaced_service
+            unvalidated(core.create_namespaced_service),
+            unvalidated(core.read_namespaced_service),
+            unvalidated(core.patch_namespaced_service),
         ),
         "PersistentVolumeClaim": ChildOperations(
-            core.create_namespaced_persistent_volume_claim,
-            core.read_namespaced_persistent_volume_claim,
-            core.patch_namespaced_persistent_volume_claim,
+            unvalidated(core.create_namespaced_persistent_volume_claim),
+            unvalidated(core.read_namespaced_persistent_volume_claim),
+            unvalidated(core.patch_namespaced_persistent_volume_claim),
         ),
         "Job": ChildOperations(
-            batch.create_namespaced_job, batch.read_namespaced_job, batch.patch_namespaced_job
+            unvalidated(batch.create_namespaced_job),
+            unvalidated(batch.read_namespaced_job),
+            unvalidated(batch.patch_namespaced_job),
         ),
         "Deployment": ChildOperations(
-            apps.create_namespaced_deployment,
-            apps.read_namespaced_deployment,
-            apps.patch_namespaced_deployment,
+            unvalidated(apps.create_namespaced_deployment),
+            unvalidated(apps.read_namespaced_deployment),
+            unvalidated(apps.patch_namespaced_deployment),
         ),
     }
     if kind not in table:

@@ -28,7 +28,14 @@ MERGE_PATCH = "application/merge-patch+json"
 TOKEN_CHECK_SECONDS = 10.0
 """How often the client's credentials are checked for renewal (see :func:`throttled`)."""
 
-__all__ = ["MERGE_PATCH", "ApiException", "ClusterClient", "connection_info", "load_configuration"]
+__all__ = [
+    "MERGE_PATCH",
+    "ApiException",
+    "ClusterClient",
+    "connection_info",
+    "load_configuration",
+    "unvalidated",
+]
 
 
 def load_configuration(settings: Settings) -> k8s.Configuration:
@@ -113,6 +120,20 @@ class ClusterClient:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()  # type: ignore[no-untyped-call]
+
+
+def unvalidated(method: Callable[..., T]) -> Callable[..., T]:
+    """An API method without the client's pydantic validation of its arguments.
+
+    Given a plain dict body, the validation parses it into the client's model (a Job, a Deployment:
+    hundreds of fields) only for the client to dump it back to a dict; that was most of the CPU of
+    creating a child. Our bodies are manifests we built; the API server validates them as always.
+    """
+    raw = getattr(method, "raw_function", None)
+    owner = getattr(method, "__self__", None)
+    if raw is None or owner is None:
+        return method
+    return functools.partial(raw, owner)
 
 
 def decode(response: Any) -> dict[str, Any]:
