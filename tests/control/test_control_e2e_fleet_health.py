@@ -19,7 +19,11 @@ pytestmark = pytest.mark.e2e
 PODS = ("pin-ensemble-a", "pin-ensemble-b")
 
 
+ROLE_OF = {"qwen": "primary", "llama": "creative"}
+
+
 def report(exporter: ControlledExporter, model: str, healthy: bool, pods: tuple[str, ...] = PODS) -> None:
+    """The ensemble's series: one per pinned model, labelled with its name and its role."""
     for pod in pods:
         exporter.set(
             "model_health_status",
@@ -28,6 +32,7 @@ def report(exporter: ControlledExporter, model: str, healthy: bool, pods: tuple[
             service="pin-ensemble",
             pod=pod,
             model=model,
+            role=ROLE_OF[model],
         )
 
 
@@ -42,7 +47,7 @@ def test_model_outage_downshifts_the_fleet_and_it_recovers(
     for model in ("qwen", "llama"):
         report(exporter, model, healthy=True)
     prometheus.wait_for_sample(
-        f'model_health_status{{namespace="{NS}",model="llama",pod="{PODS[1]}"}}', expect=1
+        f'model_health_status{{namespace="{NS}",role="creative",pod="{PODS[1]}"}}', expect=1
     )
     control = control_factory(prometheus.url, fleet_interval_seconds=1.0)
     creative = {"name": "llama", "source": "/models/llama", "revision": "3.1.1"}

@@ -24,8 +24,10 @@ POLICY = DownshiftPolicy(unhealthy_pod_fraction=0.5, unhealthy_for_seconds=30, h
 
 
 def pods(n: int, down: dict[str, int] | None = None) -> dict[str, dict[str, bool]]:
+    """n pods' health by role (the ``role`` label of model_health_status); ``down``: role → pods down."""
     down = down or {}
-    return {f"pod-{i}": {m: i >= down.get(m, 0) for m in ("qwen", "mistral", "llama")} for i in range(n)}
+    roles = ("primary", "validator", "creative")
+    return {f"pod-{i}": {r: i >= down.get(r, 0) for r in roles} for i in range(n)}
 
 
 def assess(
@@ -51,8 +53,8 @@ def downshifted(plan: FleetPlan) -> tuple[str, str]:
 
 
 def outage() -> FleetPlan:
-    plan = assess(pods(2, {"llama": 2}), T0)
-    return assess(pods(2, {"llama": 2}), T0 + timedelta(seconds=30), plan)
+    plan = assess(pods(2, {"creative": 2}), T0)
+    return assess(pods(2, {"creative": 2}), T0 + timedelta(seconds=30), plan)
 
 
 def case_healthy() -> None:
@@ -67,8 +69,8 @@ def case_healthy() -> None:
 
 
 def case_brief_outage() -> None:
-    plan = assess(pods(2, {"llama": 2}), T0)
-    plan = assess(pods(2, {"llama": 2}), T0 + timedelta(seconds=29), plan)
+    plan = assess(pods(2, {"creative": 2}), T0)
+    plan = assess(pods(2, {"creative": 2}), T0 + timedelta(seconds=29), plan)
     assert plan.mode_ceiling == "creative"
     assert plan.requeue_after == pytest.approx(1)
     assert plan.model_health[2].unhealthy_since == T0
@@ -83,15 +85,15 @@ def case_outage() -> None:
 
 
 def case_minority() -> None:
-    plan = assess(pods(4, {"llama": 1}), T0)
-    plan = assess(pods(4, {"llama": 1}), T0 + timedelta(minutes=5), plan)
+    plan = assess(pods(4, {"creative": 1}), T0)
+    plan = assess(pods(4, {"creative": 1}), T0 + timedelta(minutes=5), plan)
     assert plan.mode_ceiling == "creative"
 
 
 def case_worse() -> None:
     plan = outage()
-    plan = assess(pods(2, {"llama": 2, "mistral": 1}), T0 + timedelta(seconds=31), plan)
-    plan = assess(pods(2, {"llama": 2, "mistral": 1}), T0 + timedelta(seconds=61), plan)
+    plan = assess(pods(2, {"creative": 2, "validator": 1}), T0 + timedelta(seconds=31), plan)
+    plan = assess(pods(2, {"creative": 2, "validator": 1}), T0 + timedelta(seconds=61), plan)
     assert plan.mode_ceiling == "fast"
     assert plan.downshift is not None
     assert plan.downshift.since == T0 + timedelta(seconds=30)
@@ -113,7 +115,7 @@ def case_recovered() -> None:
     assert [e.reason for e in plan.events] == ["Recovered"]
     # A relapse during the hold restarts the hold.
     relapse = assess(pods(2), T0 + timedelta(seconds=40), outage())
-    relapse = assess(pods(2, {"llama": 2}), T0 + timedelta(seconds=50), relapse)
+    relapse = assess(pods(2, {"creative": 2}), T0 + timedelta(seconds=50), relapse)
     relapse = assess(pods(2), T0 + timedelta(seconds=101), relapse)
     assert relapse.mode_ceiling == "balanced"
 
@@ -158,9 +160,9 @@ def test_worked_example(case: str) -> None:
 
 
 def test_manual_overrides_automatic_both_ways() -> None:
-    plan = assess(pods(2, {"llama": 2}), T0, outage(), annotation="creative/5m")
+    plan = assess(pods(2, {"creative": 2}), T0, outage(), annotation="creative/5m")
     assert plan.mode_ceiling == "creative"
-    plan = assess(pods(2, {"llama": 2}), T0 + timedelta(minutes=5), plan)
+    plan = assess(pods(2, {"creative": 2}), T0 + timedelta(minutes=5), plan)
     assert plan.mode_ceiling == "balanced"
 
 
@@ -172,3 +174,26 @@ def test_bad_annotation_is_reported_and_changes_nothing(value: str) -> None:
     assert plan.mode_ceiling == "creative"
     assert plan.annotation_error is not None
     assert plan.events[0].type == "Warning"
+
+
+def test_health_is_matched_by_role_not_by_the_user_chosen_model_name() -> None:
+    """Pods report per role: a report keyed by a model name (or an unpinned role) is not evidence."""
+    named = {f"pod-{i}": {"llama": False, "qwen": False} for i in range(2)}
+    plan = assess(named, T0)
+    plan = assess(named, T0 + timedelta(seconds=31), plan)
+    assert plan.mode_ceiling == "creative"
+    assert [(h.role, h.total_pods) for h in plan.model_health] == [
+        ("primary", 0),
+        ("validator", 0),
+        ("creative", 0),
+    ]
+    by_role = {f"pod-{i}": {"creative": False} for i in range(2)}
+    plan = assess(by_role, T0)
+    plan = assess(by_role, T0 + timedelta(seconds=31), plan)
+    assert plan.mode_ceiling == "balanced"
+    assert [(h.role, h.name, h.healthy_pods, h.total_pods) for h in plan.model_health][2] == (
+        "creative",
+        "llama",
+        0,
+        2,
+    )

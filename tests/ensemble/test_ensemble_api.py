@@ -172,7 +172,7 @@ def _walk_the_tree(client: TestClient, fakes: dict[str, FakeGenerator], clock: F
     assert brief(client, "cached request", "balanced")["mode"]["route"] == "stale-cache"
 
     metrics = client.get("/metrics").text
-    assert 'model_health_status{model="primary"} 0.0' in metrics
+    assert 'model_health_status{model="fake-primary",role="primary"} 0.0' in metrics
     assert 'artisan_breaker_state{model="creative"} 2.0' in metrics
     assert 'hybrid_switch_total{from_mode="creative",to_mode="balanced"}' in metrics
     assert 'hybrid_switch_total{from_mode="balanced",to_mode="rules"}' in metrics
@@ -183,7 +183,7 @@ def _walk_the_tree(client: TestClient, fakes: dict[str, FakeGenerator], clock: F
     clock.advance(10_001)
     recovered = brief(client, "all healthy again")
     assert (recovered["mode"]["served"], recovered["mode"]["route"]) == ("creative", "models")
-    assert 'model_health_status{model="primary"} 1.0' in client.get("/metrics").text
+    assert 'model_health_status{model="fake-primary",role="primary"} 1.0' in client.get("/metrics").text
 
 
 def test_cache_hits_and_ttl_rules(
@@ -391,3 +391,20 @@ def test_chat_completions_plain_and_streaming(client: TestClient) -> None:
     )
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert "artisan_time_to_first_token_seconds_count" in client.get("/metrics").text
+
+
+def test_model_health_series_name_each_pinned_model_and_its_role_only(catalog: IngredientCatalog) -> None:
+    """The contract the operator's fleet health and ``kubectl artisan metrics-check`` read: one
+    ``model_health_status{model=<pinned name>, role=<role>}`` per pinned role, none for unpinned roles."""
+    fakes = fake_generators()
+    del fakes["creative"]
+    with TestClient(make_app(fakes, catalog)) as client:
+        health = [
+            line
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("model_health_status{")
+        ]
+    assert sorted(health) == [
+        'model_health_status{model="fake-primary",role="primary"} 1.0',
+        'model_health_status{model="fake-validator",role="validator"} 1.0',
+    ]

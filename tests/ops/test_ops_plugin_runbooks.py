@@ -321,7 +321,8 @@ def test_fleet_overrides_scale_to_zero_and_roll_pods() -> None:
 def test_metrics_exposition_is_summarized_by_series() -> None:
     text = (
         "# TYPE model_health_status gauge\n"
-        'model_health_status{model="qwen"} 1\nmodel_health_status{model="llama"} 0\n'
+        'model_health_status{model="qwen",role="primary"} 1\n'
+        'model_health_status{model="llama",role="creative"} 0\n'
         "# TYPE artisan_queue_size gauge\nartisan_queue_size 2\n"
     )
     summary = runbooks.summarize_series(
@@ -329,3 +330,14 @@ def test_metrics_exposition_is_summarized_by_series() -> None:
     )
     assert [(s.name, len(s.samples)) for s in summary] == [("model_health_status", 2), ("absent_total", 0)]
     assert not summary[1].found
+
+
+def test_roles_down_matches_the_health_series_on_role_not_model_name() -> None:
+    text = (
+        'model_health_status{model="primary",role="creative"} 0\n'
+        'model_health_status{model="qwen",role="primary"} 1\n'
+        'artisan_breaker_state{model="validator"} 0\n'
+    )
+    assert runbooks.roles_down(runbooks.parse_exposition(text)) == {"creative"}
+    down = 'model_health_status{model="qwen",role="primary"} 0\n'
+    assert runbooks.roles_down(runbooks.parse_exposition(down)) == {"primary"}

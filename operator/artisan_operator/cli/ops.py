@@ -681,8 +681,7 @@ def metrics_rows(
         ).strip(", ")
         table.add_row(source, summary.name, f"{total:g}", detail)
         # Without its primary model an ensemble serves nothing (the other roles have fallbacks).
-        down = {s.labels.get("model") for s in summary.samples if s.value == 0}
-        if summary.name == "model_health_status" and "primary" in down:
+        if summary.name == runbooks.HEALTH_SERIES and "primary" in runbooks.roles_down(summary.samples):
             code = EXIT_UNHEALTHY
     return code
 

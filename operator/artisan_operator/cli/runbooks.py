@@ -552,3 +552,15 @@ def summarize_series(samples: Iterable[Sample], wanted: Sequence[str]) -> list[S
     """The samples of each wanted series (by sample name, e.g. ``artisan_reconcile_total``)."""
     collected = list(samples)
     return [SeriesSummary(name, tuple(s for s in collected if s.name == name)) for name in wanted]
+
+
+HEALTH_SERIES = "model_health_status"
+
+
+def roles_down(samples: Iterable[Sample]) -> set[str]:
+    """Roles whose ``model_health_status{model, role}`` is 0. The ensemble labels each pinned model's
+    series with its ``role`` (fixed: primary, validator, creative) and its user-chosen ``model`` name:
+    checks match on the role."""
+    return {
+        s.labels["role"] for s in samples if s.name == HEALTH_SERIES and s.value == 0 and "role" in s.labels
+    }

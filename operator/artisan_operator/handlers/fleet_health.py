@@ -2,7 +2,8 @@
 
 Every ``fleet_interval_seconds`` (sooner when a hold or an outage timer ends) one pass:
 
-1. reads the ModelPin afresh and every stable-fleet pod's ``model_health_status{model}``: from
+1. reads the ModelPin afresh and every stable-fleet pod's ``model_health_status{role}`` for each pinned
+   role (the ensemble labels each pinned model's series with its ``role`` and ``model`` name): from
    Prometheus (series labelled ``namespace``, ``service="<pin>-ensemble"`` and ``pod``, as a
    ServiceMonitor labels them) or, with no Prometheus configured, by scraping each pod's /metrics;
 2. ``assess_fleet`` → mode ceiling, downshift record, per-model health, ``Downshifted`` condition;
@@ -57,13 +58,13 @@ RETRY_SECONDS = 10.0
 PodHealth = dict[str, dict[str, bool]]
 
 
-def model_names(spec: ModelPinSpec) -> list[str]:
-    refs = (spec.models.primary, spec.models.validator, spec.models.creative)
-    return sorted({ref.name for ref in refs if ref is not None})
+def pinned_roles(spec: ModelPinSpec) -> list[str]:
+    """The roles with a pinned model: the ``role`` label values of their health series."""
+    return [role for role in ("primary", "validator", "creative") if getattr(spec.models, role) is not None]
 
 
 async def health_from_prometheus(
-    context: OperatorContext, namespace: str, pin: str, models: list[str]
+    context: OperatorContext, namespace: str, pin: str, roles: list[str]
 ) -> PodHealth | str:
     provider = metric_provider(context)
     assert provider is not None
@@ -72,21 +73,21 @@ async def health_from_prometheus(
     replies = await asyncio.gather(
         *(
             provider.query_by(
-                f'{HEALTH_METRIC}{{namespace="{namespace}",service="{service}",model="{model}"}}', "pod"
+                f'{HEALTH_METRIC}{{namespace="{namespace}",service="{service}",role="{role}"}}', "pod"
             )
-            for model in models
+            for role in roles
         )
     )
-    for model, reply in zip(models, replies, strict=True):
+    for role, reply in zip(roles, replies, strict=True):
         if isinstance(reply, str):
             return reply
         for pod, value in reply.items():
-            pods.setdefault(pod, {})[model] = value >= 1
+            pods.setdefault(pod, {})[role] = value >= 1
     return pods
 
 
 async def health_from_scrape(
-    context: OperatorContext, namespace: str, pin: str, models: list[str]
+    context: OperatorContext, namespace: str, pin: str, roles: list[str]
 ) -> PodHealth | str:
     cluster = context.require_cluster()
     identity = Owner("ModelPin", pin, namespace, "")
@@ -97,10 +98,10 @@ async def health_from_scrape(
         scraper = ScrapeProvider(
             targets=functools.partial(list, [url]), timeout=context.settings.metric_query_timeout_seconds
         )
-        reply = await scraper.query_by(HEALTH_METRIC, "model")
+        reply = await scraper.query_by(HEALTH_METRIC, "role")
         if isinstance(reply, str):
             continue  # an unreachable pod reports nothing (its readiness probe handles it)
-        pods[pod] = {model: value >= 1 for model, value in reply.items() if model in models}
+        pods[pod] = {role: value >= 1 for role, value in reply.items() if role in roles}
     return pods
 
 
@@ -148,11 +149,11 @@ async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: 
         spec = ModelPinSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return None  # the ModelPin reconcile reports InvalidSpec
-    models = model_names(spec)
+    roles = pinned_roles(spec)
     if context.settings.prometheus_url:
-        pods = await health_from_prometheus(context, namespace, name, models)
+        pods = await health_from_prometheus(context, namespace, name, roles)
     else:
-        pods = await health_from_scrape(context, namespace, name, models)
+        pods = await health_from_scrape(context, namespace, name, roles)
     if isinstance(pods, str):
         context.metrics.record_error("ModelPinFleet", "MetricsUnavailable")
         return RETRY_SECONDS

@@ -1,6 +1,7 @@
 """Fleet health and downshift (pure): lower the ModelPin's mode ceiling when a model is down fleet-wide.
 
-Each ensemble pod reports ``model_health_status{model}`` (1 healthy, 0 down) for the models it runs.
+Each ensemble pod reports ``model_health_status{model, role}`` (1 healthy, 0 down) for each pinned model
+it runs; the fleet is judged per ``role`` (roles are fixed, model names are user strings).
 When a model is down on at least ``downshift.unhealthyPodFraction`` of the pods for
 ``downshift.unhealthyForSeconds``, the fleet's mode ceiling (``pin.json`` ``mode_ceiling`` in the
 routing table) is lowered to the richest mode that does not need that model; after ``holdSeconds``
@@ -58,7 +59,7 @@ ROLE_CEILING: dict[Role, Mode] = {"creative": "balanced", "validator": "fast", "
 @dataclass(frozen=True)
 class FleetObservation:
     pods: Mapping[str, Mapping[str, bool]]
-    """Pod name → model name → healthy (from each pod's model_health_status{model})."""
+    """Pod name → role → healthy (from each pod's model_health_status{role})."""
     downshift: DownshiftRecord | None = None
     """The record in the ModelPin status (a record of a past action)."""
     model_health: Sequence[ModelHealth] = ()
@@ -117,7 +118,7 @@ def assess_fleet(
         ref = getattr(models, role)
         if ref is None:
             continue
-        reports = [pod[ref.name] for pod in obs.pods.values() if ref.name in pod]
+        reports = [pod[role] for pod in obs.pods.values() if role in pod]
         healthy = sum(reports)
         total = len(reports)
         down = total > 0 and (total - healthy) / total >= policy.unhealthy_pod_fraction

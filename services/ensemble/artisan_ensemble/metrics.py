@@ -71,8 +71,9 @@ class EnsembleMetrics(HttpMetrics):
         )
         self.model_health = Gauge(
             "model_health_status",
-            "1 when the model's breaker lets calls through, else 0.",
-            ["model"],
+            "1 when the pinned model's breaker lets calls through, else 0; one series per pinned role"
+            " (model = the pinned name, role = primary|validator|creative: match on role).",
+            ["model", "role"],
             registry=r,
         )
         self.breaker_state = Gauge(

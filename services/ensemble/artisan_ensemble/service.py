@@ -134,10 +134,13 @@ class EnsembleService:
 
     def _on_breaker_change(self, role: str, state: BreakerState) -> None:
         self.metrics.breaker_state.labels(model=role).set(BREAKER_STATE_VALUE[state])
-        pinned = role in getattr(self, "generators", {})
-        self.metrics.model_health.labels(model=role).set(
-            1 if pinned and state is not BreakerState.OPEN else 0
-        )
+        # Only pinned roles get a health series: an unpinned role is not "down" (the operator's fleet
+        # health would downshift for it). Consumers match on ``role``; ``model`` is the pinned name.
+        generator = self.generators.get(role)  # type: ignore[call-overload]
+        if generator is not None:
+            self.metrics.model_health.labels(model=generator.info.name, role=role).set(
+                0 if state is BreakerState.OPEN else 1
+            )
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
