@@ -78,7 +78,8 @@ def fast_config(**overrides: object) -> ServiceConfig:
             "creative": {"maxNewTokens": 8, "timeoutSeconds": 5},
         },
         "downshift": {"failureThreshold": 2, "holdSeconds": 60},
-        "breaker": {"window": 10, "minCalls": 5, "probeTimeoutSeconds": 2},
+        # No background prober by default: tests drive probes (probe_open_breakers) or opt in.
+        "breaker": {"window": 10, "minCalls": 5, "probeTimeoutSeconds": 2, "probeIntervalSeconds": 0},
         "queue": {"maxConcurrent": 2, "maxWaiting": 4},
         **overrides,
     }

@@ -8,6 +8,7 @@ it. Tests pass ready-made generators (fakes or tiny models) instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -138,9 +139,17 @@ def create_app(
             state.service = EnsembleService(
                 config, loaded, ingredients, metrics, policy=formula_policy, clock=clock
             )
+        prober: asyncio.Task[None] | None = None
+        interval = config.breaker.probe_interval_seconds
+        if state.service is not None and interval > 0:
+            prober = asyncio.create_task(state.service.run_prober(interval), name="artisan-breaker-prober")
         try:
             yield
         finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
             if state.service is not None:
                 state.service.close()
             if store is None and state.store is not None:

@@ -7,6 +7,7 @@ backends arrive as :class:`TextGenerator` objects, so tests inject fakes that fa
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -48,6 +49,12 @@ from artisan_ensemble.ensemble.ports import FormulaPolicy, GenerationRequest, Te
 from artisan_ensemble.ensemble.prompts import brief_prompt, creative_prompt, validator_prompt
 from artisan_ensemble.ensemble.validation import ValidationResult, parse_validator_output, validate_brief
 from artisan_ensemble.metrics import EnsembleMetrics
+
+log = logging.getLogger("artisan_ensemble")
+
+PROBE_PROMPT = "ping"
+PROBE_TOKENS = 1
+"""The background probe: the smallest generation that proves the model answers."""
 
 
 class ModelCallError(Exception):
@@ -184,6 +191,54 @@ class EnsembleService:
         self.metrics.model_calls.labels(model=role, result="ok").inc()
         self.metrics.brief_latency.labels(mode=mode, model=role).observe(self.clock() - started)
         return output
+
+    # ---- active probes -----------------------------------------------------------------------------
+
+    async def probe_open_breakers(self) -> dict[Role, bool]:
+        """Probe each pinned model whose breaker is open and past its hold: one tiny bounded generation
+        in a worker thread, within ``probe_timeout_seconds``. Success closes the breaker, failure
+        re-opens it (hold restarts), and ``model_health_status`` follows. Without this a model the
+        fleet no longer routes to (downshifted) would never get its half-open probe and never recover.
+        Returns role → probe succeeded, for the roles probed."""
+        results: dict[Role, bool] = {}
+        for role, generator in self.generators.items():
+            breaker = self.breakers[role]
+            if breaker.state is not BreakerState.OPEN or breaker.retry_after() > 0:
+                continue
+            if not breaker.try_acquire():  # a request holds the half-open probe already
+                continue
+            results[role] = await self._probe(role, generator)
+        return results
+
+    async def _probe(self, role: Role, generator: TextGenerator) -> bool:
+        breaker = self.breakers[role]
+        timeout = self.config.breaker.probe_timeout_seconds
+        request = GenerationRequest(PROBE_PROMPT, PROBE_TOKENS, 0.0, 1.0, self.clock() + timeout)
+        try:
+            if self.faults.active(role) is not None:
+                raise InjectedFaultError(f"injected fault on {role}")
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(
+                loop.run_in_executor(self.executor, generator.generate, request), timeout=timeout
+            )
+        except Exception as error:
+            breaker.record_failure()
+            self.metrics.model_calls.labels(model=role, result="probe_error").inc()
+            log.info("background probe of the %s model failed: %s", role, error or type(error).__name__)
+            return False
+        breaker.record_success()
+        self.metrics.model_calls.labels(model=role, result="probe_ok").inc()
+        log.info("background probe of the %s model succeeded: breaker closed", role)
+        return True
+
+    async def run_prober(self, interval_seconds: float) -> None:
+        """Probe due breakers every ``interval_seconds`` until cancelled (the app's lifespan owns it)."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.probe_open_breakers()
+            except Exception:  # the prober must outlive one bad pass
+                log.exception("background probe pass failed")
 
     # ---- the brief pipeline -------------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ class BreakerSettings(ApiModel):
     """Calls needed in the window before the rate rule applies."""
     probe_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long the half-open probe may take before it counts as failed."""
+    probe_interval_seconds: float = Field(default=5.0, ge=0)
+    """How often the background prober looks for open breakers whose hold has passed and probes their
+    model itself (a downshifted fleet sends no traffic that could probe); 0 turns it off."""
 
 
 class CacheSettings(ApiModel):
