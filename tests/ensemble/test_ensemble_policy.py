@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from torch import nn
 from artisan_common.catalog import IngredientCatalog
 from artisan_common.ifra import check_formula
 from artisan_ensemble.app import create_app
-from artisan_ensemble.backends.policy import PolicyLoadError, load_policy_checkpoint
+from artisan_ensemble.backends.policy import PolicyLoadError, load_policy_checkpoint, load_policy_from_dir
 from artisan_ensemble.ensemble.formula import brief_features, concentration_for, feature_size
 from artisan_ensemble.ensemble.keywords import keyword_parse
 from artisan_ensemble.settings import EnsembleSettings
@@ -63,7 +64,7 @@ def test_trainer_checkpoint_drives_the_formula(tmp_path: Path, catalog: Ingredie
     assert set(proportions) <= set(catalog.ids)
 
     app = create_app(
-        EnsembleSettings(policy_checkpoint=tmp_path),
+        EnsembleSettings(policy_checkpoint=str(tmp_path)),
         config=fast_config(),
         generators=fake_generators(),  # type: ignore[arg-type]
         catalog=catalog,
@@ -96,7 +97,7 @@ def test_incompatible_checkpoint_falls_back_to_the_heuristic(
     torch.save({"format": 1, "policy": {"actor": nn.Linear(3, 2).state_dict()}}, tmp_path / "odd.pt")
     with pytest.raises(PolicyLoadError, match="no linear chain"):
         load_policy_checkpoint(tmp_path / "odd.pt", catalog)
-    settings = EnsembleSettings(policy_checkpoint=tmp_path / "odd.pt")
+    settings = EnsembleSettings(policy_checkpoint=str(tmp_path / "odd.pt"))
     app = create_app(settings, config=fast_config(), generators=fake_generators(), catalog=catalog)  # type: ignore[arg-type]
     with TestClient(app) as client:
         assert client.get("/v1/models").json()["formulaPolicy"] == "heuristic"
@@ -105,3 +106,72 @@ def test_incompatible_checkpoint_falls_back_to_the_heuristic(
         assert "no linear chain" in ready.json()["errors"]["policy"]
         body = client.post("/v1/briefs", json={"text": "fresh citrus", "mode": "fast"}).json()
         assert body["formula"]["source"] == "heuristic"
+
+
+def save_run(directory: Path, catalog: IngredientCatalog) -> dict[int, nn.Sequential]:
+    """A real trainer checkpoint directory: steps 100 (best), 200 and 300 (latest), keep=3."""
+    manager = CheckpointManager(directory, keep=3)
+    actors = {}
+    for step, mean_return, bias in ((100, 0.9, 0.1), (200, 0.2, 0.2), (300, 0.5, 0.3)):
+        actor = nn.Sequential(
+            nn.Linear(feature_size(catalog.families), 8), nn.Tanh(), nn.Linear(8, len(catalog))
+        )
+        with torch.no_grad():
+            actor[2].bias.fill_(bias)
+        manager.save({"policy": {"actor": actor.state_dict()}}, step=step, mean_return=mean_return)
+        actors[step] = actor
+    return actors
+
+
+@pytest.mark.parametrize(("selector", "step"), [("best", 100), ("latest", 300), ("step-200", 200)])
+def test_policy_dir_honours_the_pinned_checkpoint(
+    tmp_path: Path, catalog: IngredientCatalog, selector: str, step: int
+) -> None:
+    actors = save_run(tmp_path, catalog)
+    features = brief_features(keyword_parse("fresh citrus").brief, catalog.families)
+    with torch.no_grad():
+        raw = torch.clamp(actors[step](torch.tensor(features)), 0, 1).tolist()
+    settings = EnsembleSettings(policy_dir=tmp_path, policy_checkpoint=selector)  # as the operator sets it
+    app = create_app(settings, config=fast_config(), generators=fake_generators(), catalog=catalog)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        ready = client.get("/readyz").json()
+        assert ready["formulaPolicy"].startswith(f"policy checkpoint {selector} (step {step}, ")
+        assert "policy" not in ready["errors"]
+        policy = client.app.state.runtime.service.policy  # type: ignore[attr-defined]
+        proportions = policy.proportions(features)
+        kept = {i: w for i, w in zip(catalog.ids, raw, strict=True) if w > 0.02}
+        assert proportions == pytest.approx({i: w / sum(kept.values()) for i, w in kept.items()})
+        body = client.post("/v1/briefs", json={"text": "fresh citrus", "mode": "fast"}).json()
+        assert body["formula"]["source"] == "policy"
+
+
+@pytest.mark.parametrize(
+    ("selector", "damage", "message"),
+    [
+        ("step-150", None, r"no checkpoint of step 150 \(steps kept: 100, 200, 300\)"),
+        ("newest", None, "must be best, latest or step-<N>"),
+        ("latest", "ckpt-000000000300.pt", "sha256 does not match"),
+        ("best", "manifest.json", "unreadable checkpoint manifest"),
+    ],
+)
+def test_unusable_pinned_checkpoint_falls_back_to_the_heuristic_and_says_why(
+    tmp_path: Path, catalog: IngredientCatalog, selector: str, damage: str | None, message: str
+) -> None:
+    save_run(tmp_path, catalog)
+    if damage is not None:
+        target = tmp_path / damage
+        target.write_bytes(target.read_bytes()[:-8] + b"tampered")
+    settings = EnsembleSettings(policy_dir=tmp_path, policy_checkpoint=selector)
+    app = create_app(settings, config=fast_config(), generators=fake_generators(), catalog=catalog)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200  # the heuristic still answers
+        assert ready.json()["formulaPolicy"] == "heuristic"
+        assert re.search(message, ready.json()["errors"]["policy"])
+        body = client.post("/v1/briefs", json={"text": "fresh citrus", "mode": "fast"}).json()
+        assert body["formula"]["source"] == "heuristic"
+
+
+def test_empty_policy_dir_says_no_checkpoint_yet(tmp_path: Path, catalog: IngredientCatalog) -> None:
+    with pytest.raises(PolicyLoadError, match="no checkpoint manifest"):
+        load_policy_from_dir(tmp_path, "best", catalog)

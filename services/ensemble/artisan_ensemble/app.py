@@ -79,11 +79,13 @@ def load_generators(
 
 
 def load_policy(settings: EnsembleSettings, catalog: IngredientCatalog) -> FormulaPolicy | None:
+    from artisan_ensemble.backends.policy import load_policy_checkpoint, load_policy_from_dir
+
+    if settings.policy_dir is not None:
+        return load_policy_from_dir(settings.policy_dir, settings.policy_checkpoint or "best", catalog)
     if settings.policy_checkpoint is None:
         return None
-    from artisan_ensemble.backends.policy import load_policy_checkpoint
-
-    return load_policy_checkpoint(settings.policy_checkpoint, catalog)
+    return load_policy_checkpoint(Path(settings.policy_checkpoint), catalog)
 
 
 def create_app(
@@ -126,7 +128,7 @@ def create_app(
                 pin = discover_pins(settings.models_dir)
             state.expected_roles = tuple(r for r in ROLES if getattr(pin.models, r) is not None)
             loaded, state.load_errors = await asyncio.to_thread(load_generators, settings, pin.models)
-        if formula_policy is None and settings.policy_checkpoint is not None:
+        if formula_policy is None and settings.policy_configured:
             try:
                 formula_policy = await asyncio.to_thread(load_policy, settings, ingredients)
             except Exception as error:

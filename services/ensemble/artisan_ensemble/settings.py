@@ -10,7 +10,12 @@
 | ``ARTISAN_ENSEMBLE_ROUTING_DIR``    | gateway: the mounted ``<modelpin>-routing`` ConfigMap            |
 | ``ARTISAN_ENSEMBLE_ADMIN_TOKEN``    | bearer token of /admin/* (admin disabled when unset)             |
 | ``ARTISAN_ENSEMBLE_FEEDBACK_DB``    | SQLite file of the feedback store                               |
-| ``ARTISAN_ENSEMBLE_POLICY_CHECKPOINT`` | trainer checkpoint with the formula policy (heuristic when unset) |
+| ``ARTISAN_ENSEMBLE_POLICY_DIR``     | the trainer's checkpoint directory (the ModelPin policy's PVC)   |
+| ``ARTISAN_ENSEMBLE_POLICY_CHECKPOINT`` | with POLICY_DIR: ``best``, ``latest`` or ``step-N`` (default  |
+|                                     | best); without it: a checkpoint file or directory path          |
+
+Without either the formula comes from the deterministic heuristic; a checkpoint that cannot be used
+also falls back to the heuristic, and /readyz and every formula's ``source`` say so.
 """
 
 from __future__ import annotations
@@ -46,7 +51,13 @@ class EnsembleSettings(BaseSettings):
     admin_token: SecretStr | None = None
     feedback_db: Path | None = None
     catalog_path: Path | None = None
-    policy_checkpoint: Path | None = None
+    policy_dir: Path | None = None
+    policy_checkpoint: str | None = None
+
+    @property
+    def policy_configured(self) -> bool:
+        return self.policy_dir is not None or self.policy_checkpoint is not None
+
     log_level: str = "info"
 
     def load_pin(self) -> PinConfig | None:

@@ -96,7 +96,15 @@ async def readyz(rt: Runtime) -> JSONResponse:
     loaded = sorted(rt.loaded_roles)
     missing = [r for r in rt.expected_roles if r not in loaded]
     ready = rt.service is not None and not missing
-    body = {"ready": ready, "loaded": loaded, "missing": missing, "errors": rt.load_errors}
+    body = {
+        "ready": ready,
+        "loaded": loaded,
+        "missing": missing,
+        "errors": rt.load_errors,
+        # "heuristic" when no policy is configured or the configured checkpoint was unusable
+        # (then errors["policy"] says why): the service answers either way.
+        "formulaPolicy": rt.policy_description,
+    }
     return JSONResponse(status_code=200 if ready else 503, content=body)
 
 

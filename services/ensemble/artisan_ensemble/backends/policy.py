@@ -15,11 +15,17 @@ Expected layout (the trainer's ``checkpoints.py`` format 1; the ensemble never i
   normalized to sum to 1 (the mean action is served: no sampling at inference).
 
 Anything else is refused with a message naming the mismatch; the service then uses the heuristic.
+
+With a ModelPin ``policy`` the operator mounts the TrainingRun's checkpoint PVC read-only and names the
+checkpoint (``best``, ``latest`` or ``step-N``): :func:`load_policy_from_dir` picks the file from the
+directory's ``manifest.json`` (``best`` record; newest ``checkpoints`` entry; the entry of step N) and
+requires its sha256 to match before loading.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -138,3 +144,61 @@ def load_policy_checkpoint(path: Path, catalog: IngredientCatalog) -> TorchFormu
         raise PolicyLoadError(f"{file}: not loadable with weights_only=True: {error}") from error
     chain = _actor_chain(_state_dict(state), feature_size(catalog.families), len(catalog))
     return TorchFormulaPolicy(chain, catalog.ids, str(file))
+
+
+_SELECTOR = re.compile(r"^(best|latest|step-(?P<step>[0-9]+))$")
+
+
+def resolve_checkpoint(directory: Path, selector: str) -> tuple[Path, str, int]:
+    """The file, manifest sha256 and step that ``best``/``latest``/``step-N`` names in ``directory``."""
+    match = _SELECTOR.fullmatch(selector.strip())
+    if match is None:
+        raise PolicyLoadError(
+            f"ARTISAN_ENSEMBLE_POLICY_CHECKPOINT {selector!r}: must be best, latest or step-<N>"
+        )
+    manifest = directory / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        records: list[dict[str, Any]] = sorted(data.get("checkpoints") or [], key=lambda r: int(r["step"]))
+        best: dict[str, Any] | None = data.get("best")
+    except FileNotFoundError as error:
+        raise PolicyLoadError(
+            f"{manifest}: no checkpoint manifest (has the TrainingRun saved one?)"
+        ) from error
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise PolicyLoadError(f"{manifest}: unreadable checkpoint manifest ({error})") from error
+    if match["step"] is not None:
+        step = int(match["step"])
+        record = next((r for r in records if int(r["step"]) == step), None)
+        if record is None:
+            available = ", ".join(str(r["step"]) for r in records) or "none"
+            raise PolicyLoadError(f"{manifest}: no checkpoint of step {step} (steps kept: {available})")
+    elif selector.strip() == "best":
+        if not best:
+            raise PolicyLoadError(f"{manifest}: no best checkpoint recorded yet")
+        record = best
+    else:
+        if not records:
+            raise PolicyLoadError(f"{manifest}: no checkpoints recorded yet")
+        record = records[-1]
+    try:
+        return directory / str(record["file"]), str(record["sha256"]), int(record["step"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise PolicyLoadError(f"{manifest}: checkpoint record without file/sha256/step ({error})") from error
+
+
+def load_policy_from_dir(directory: Path, selector: str, catalog: IngredientCatalog) -> TorchFormulaPolicy:
+    """The formula policy of checkpoint ``selector`` in the trainer's checkpoint ``directory``."""
+    file, expected, step = resolve_checkpoint(directory, selector)
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise PolicyLoadError(f"{file}: cannot read ({error.strerror})") from error
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise PolicyLoadError(f"{file}: sha256 does not match the manifest; refusing a damaged checkpoint")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise PolicyLoadError(f"{file}: not loadable with weights_only=True: {error}") from error
+    chain = _actor_chain(_state_dict(state), feature_size(catalog.families), len(catalog))
+    return TorchFormulaPolicy(chain, catalog.ids, f"{selector} (step {step}, {file})")
