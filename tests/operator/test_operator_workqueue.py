@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from artisan_operator.handlers.control_loop import sleep_until_woken
 from artisan_operator.handlers.workqueue import (
     GONE,
     PassOutcome,
@@ -173,3 +175,37 @@ def test_the_fingerprint_ignores_status_but_not_spec_annotations_or_deletion() -
 def test_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="workers"):
         WorkQueue(workers=0, resync=1.0)
+
+
+class FakeStopped:
+    """kopf's DaemonStopped as the control loops use it: truthiness and ``await stopped.wait()``."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
+async def test_a_control_daemon_sleeps_until_its_deadline_a_nudge_or_a_stop() -> None:
+    loop = asyncio.get_running_loop()
+    wake, stopped = asyncio.Event(), FakeStopped()
+
+    started = loop.time()
+    await sleep_until_woken(wake, stopped, deadline=time.monotonic() + 0.05)  # type: ignore[arg-type]
+    assert loop.time() - started >= 0.04
+
+    loop.call_later(0.02, wake.set)
+    started = loop.time()
+    await sleep_until_woken(wake, stopped, deadline=time.monotonic() + 5)  # type: ignore[arg-type]
+    assert loop.time() - started < 1
+
+    wake.clear()
+    loop.call_later(0.02, stopped.event.set)
+    started = loop.time()
+    await sleep_until_woken(wake, stopped, deadline=time.monotonic() + 5)  # type: ignore[arg-type]
+    assert loop.time() - started < 1
+    assert len(asyncio.all_tasks()) == 1  # no waiter left behind

@@ -14,7 +14,6 @@ so one bad pass never ends the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -28,8 +27,6 @@ from artisan_operator.policy.plan import EventNote
 
 WAKE_KEY = "control_wake"
 RETRY_SECONDS = 2.0
-POLL_SECONDS = 0.25
-"""How often a waiting daemon checks whether it is asked to stop."""
 
 PassFn = Callable[[OperatorContext, str, str, Any], Awaitable[float | None]]
 
@@ -76,13 +73,25 @@ async def run_control_loop(
         resync = context.settings.resync_interval_seconds
         delay = resync if delay is None else min(max(delay, 0.0), resync)
         # Counted from the start of the pass: the plan's "due in N s" was computed then.
-        deadline = started + delay
-        while not stopped and not wake.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=min(left, POLL_SECONDS))
+        await sleep_until_woken(wake, stopped, deadline=started + delay)
+
+
+async def sleep_until_woken(wake: asyncio.Event, stopped: kopf.DaemonStopped, *, deadline: float) -> None:
+    """Wait until ``deadline`` (monotonic), a nudge, or kopf stopping the daemon; no polling."""
+    left = deadline - time.monotonic()
+    if left <= 0 or wake.is_set() or stopped:
+        return
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())]
+    try:
+        await asyncio.wait(waiters, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 def measured(kind: str, one_pass: PassFn) -> PassFn:

@@ -7,8 +7,9 @@ the passes:
 
 * one pass at a time per (object, loop); a nudge during a pass runs the loop once more right after;
 * at most ``workers`` passes at once (they block on the API thread pool anyway);
-* each pass says when it wants to run again; the object is always scheduled, so every known
-  object is looked at again at least every resync interval, whatever happened in between;
+* each pass says when it wants to run again (counted from its start); the object is always
+  scheduled, so every known object is looked at again at least every resync interval, whatever
+  happened in between;
 * a failed pass is retried with exponential backoff (capped at ``max_backoff``);
 * an object whose pass reports it :data:`GONE` (or whose DELETED event arrives) is forgotten.
 
@@ -192,6 +193,7 @@ class WorkQueue:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _one(self, key: ObjectKey, loop: str, entry: _Loop) -> None:
+        started = self._clock()
         try:
             try:
                 outcome: PassOutcome = await entry.one_pass(key[1], key[2], entry.state)
@@ -213,7 +215,8 @@ class WorkQueue:
             delay = self.resync if outcome is None else min(max(float(outcome), 0.0), self.resync)
             if entry.again:
                 entry.again, delay = False, 0.0
-            self._schedule(key, loop, entry, self._clock() + delay)
+            # Counted from the start of the pass: a plan's "due in N s" was computed then.
+            self._schedule(key, loop, entry, max(started + delay, self._clock()))
         finally:
             entry.running = False
             task = asyncio.current_task()
