@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ import uvicorn
 from artisan_ensemble.app import create_app
 from artisan_ensemble.ensemble.ports import GenerationRequest, ModelInfo
 from artisan_ensemble.settings import EnsembleSettings
-from artisan_operator.cli import main
+from artisan_operator.cli import main, ops
+from artisan_operator.cluster.cli_client import DirectEndpoint
 from artisan_operator.handlers.context import OperatorContext
 from artisan_operator.main import run_operator
 from artisan_operator.metrics.operator_metrics import OperatorMetrics
@@ -461,6 +462,38 @@ def test_health_cache_and_metrics_checks_against_a_live_ensemble(
     code, out, _ = cli(cluster, capsys, "metrics-check", "--ensemble-url", ensemble_url)
     assert code == 0
     assert "model_health_status" in out
+
+
+class ProxyLikeEndpoint:
+    """Like the API server's service/pod proxy: ``Authorization`` is consumed, never forwarded."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = DirectEndpoint(url)
+        self.description = f"{url} (proxy-like)"
+        self.forwarded: list[dict[str, str]] = []
+
+    def request(
+        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, body: Any = None
+    ) -> Any:
+        kept = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        self.forwarded.append(kept)
+        return self.inner.request(method, path, headers=kept, body=body)
+
+
+def test_cache_clear_authenticates_through_a_proxy_that_strips_authorization(
+    cluster: Cluster,
+    ensemble_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint = ProxyLikeEndpoint(ensemble_url)
+    monkeypatch.setattr(ops, "ensemble_targets", lambda *args: [ops.Target("pod pin-ensemble-0", endpoint)])
+    code, out, _ = cli(cluster, capsys, "cache", "clear", "pin", "--token", TOKEN)
+    assert (code, "cleared 0 entries" in out) == (0, True)
+    assert endpoint.forwarded[-1] == {ops.ADMIN_TOKEN_HEADER: TOKEN}
+    code, out, _ = cli(cluster, capsys, "cache", "clear", "pin", "--token", "wrong")
+    assert code == 1
+    assert "HTTP 401" in out
 
 
 def test_checks_say_so_when_nothing_answers(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:

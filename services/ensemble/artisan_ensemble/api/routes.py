@@ -72,12 +72,31 @@ async def ready_service(rt: Runtime) -> EnsembleService:
 Service = Annotated[EnsembleService, Depends(ready_service)]
 
 
-async def require_admin(rt: Runtime, authorization: Annotated[str | None, Header()] = None) -> None:
+ADMIN_TOKEN_HEADER = "X-Artisan-Admin-Token"
+"""The admin token in its own header: the API server's service proxy (``kubectl artisan cache clear``
+without --url) consumes ``Authorization`` and does not forward it (kubernetes/kubernetes#38775)."""
+
+
+def _same_token(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def require_admin(
+    rt: Runtime,
+    authorization: Annotated[str | None, Header()] = None,
+    x_artisan_admin_token: Annotated[str | None, Header(alias=ADMIN_TOKEN_HEADER)] = None,
+) -> None:
     if rt.admin_token is None:
         raise HTTPException(403, "admin endpoints are disabled: set ARTISAN_ENSEMBLE_ADMIN_TOKEN")
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), rt.admin_token.encode()):
-        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    scheme, _, bearer = (authorization or "").partition(" ")
+    by_bearer = scheme.lower() == "bearer" and _same_token(bearer, rt.admin_token)
+    by_header = x_artisan_admin_token is not None and _same_token(x_artisan_admin_token, rt.admin_token)
+    if not (by_bearer or by_header):
+        raise HTTPException(
+            401,
+            f"a valid bearer token (or {ADMIN_TOKEN_HEADER} header) is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 router = APIRouter()
