@@ -209,3 +209,17 @@ async def test_a_control_daemon_sleeps_until_its_deadline_a_nudge_or_a_stop() ->
     await sleep_until_woken(wake, stopped, deadline=time.monotonic() + 5)  # type: ignore[arg-type]
     assert loop.time() - started < 1
     assert len(asyncio.all_tasks()) == 1  # no waiter left behind
+
+
+async def test_has_run_turns_true_with_the_objects_first_pass_and_forget_resets_it(queue: WorkQueue) -> None:
+    record = Recorder(None)
+    queue.offer(KEY, "TrainingRun", record, ("uid", 1), first_delay=0.05)
+    state = queue.state(KEY, "TrainingRun")
+    assert state is not None
+    assert not queue.has_run(KEY)
+    assert queue.state(KEY, "Other") is None
+    await until(lambda: len(record.calls) == 1)
+    assert queue.has_run(KEY)
+    assert queue.state(KEY, "TrainingRun") is state
+    queue.forget(KEY)
+    assert not queue.has_run(KEY)

@@ -44,6 +44,9 @@ from artisan_operator.settings import Settings
 SpecT = TypeVar("SpecT", bound=BaseModel)
 StatusT = TypeVar("StatusT", bound=BaseModel)
 
+WATCHED_BODY_KEY = "watched_body"
+"""Loop state: the newest watched body, kept only until the object's first pass in this process."""
+
 LoopFn = Callable[[OperatorContext, str, str, MutableMapping[str, Any]], Awaitable[PassOutcome]]
 """A loop's pass: ``(context, namespace, name, state)`` -> when to run again (see the work queue)."""
 
@@ -125,9 +128,13 @@ def reconcile_pass(
     """One complete, blocking pass (runs on the API thread pool).
 
     The object is read afresh: kopf's cached body can lag behind the status this operator just
-    wrote, and a stale status would repeat Events and lose records of past actions.
+    wrote, and a stale status would repeat Events and lose records of past actions. The one
+    exception is the object's very first pass in this process (``memo[WATCHED_BODY_KEY]``, see
+    :func:`register_object_loop`): nothing has been written by this process yet, so the newest
+    watched body is as good as a read.
     """
-    body = read_custom_object(cluster, reconciler.plural, namespace, name)
+    watched = memo.pop(WATCHED_BODY_KEY, None) if memo is not None else None
+    body = watched or read_custom_object(cluster, reconciler.plural, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return PassResult()  # children go with it (owner references): nothing left to do
     now = utc_now()
@@ -233,12 +240,16 @@ def register_object_loop(
     loop: str,
     run: LoopFn,
     first_delay: Callable[[Settings], float] = lambda _: 0.0,
+    keep_first_body: bool = False,
 ) -> None:
     """Drive ``run`` for every object of ``plural`` from the operator's work queue.
 
     A ``kopf.on.event`` handler (no finalizer, no annotations, no patch) turns watch events into
     nudges: a new object, a spec change (generation), an annotation change or a deletion. Status-only
     changes, mostly this operator's own writes, do not nudge; the queue's resync still looks.
+    ``keep_first_body``: until the object's first pass (any loop) has started in this process, the
+    newest watched body is kept in the loop's state for that pass (it saves one read per new object,
+    and per object after a restart); see :func:`reconcile_pass`.
     """
 
     async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -256,5 +267,8 @@ def register_object_loop(
             event_fingerprint(body),
             first_delay=first_delay(context.settings),
         )
+        state = queue.state(key, loop)
+        if keep_first_body and state is not None and not queue.has_run(key):
+            state[WATCHED_BODY_KEY] = event.get("object")
 
     kopf.on.event(GROUP, VERSION, plural, id=f"{loop}_watch", registry=registry)(on_event)

@@ -143,4 +143,6 @@ async def training_run_pass(
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    register_object_loop(registry, plural=PLURAL, kind=KIND, loop=KIND, run=training_run_pass)
+    register_object_loop(
+        registry, plural=PLURAL, kind=KIND, loop=KIND, run=training_run_pass, keep_first_body=True
+    )

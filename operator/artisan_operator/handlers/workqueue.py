@@ -83,6 +83,7 @@ class WorkQueue:
         self.max_backoff = max_backoff
         self._clock = clock
         self._objects: dict[ObjectKey, dict[str, _Loop]] = {}
+        self._started: set[ObjectKey] = set()
         self._heap: list[tuple[float, int, ObjectKey, str]] = []
         self._order = itertools.count()
         self._wake = asyncio.Event()
@@ -130,6 +131,15 @@ class WorkQueue:
         self._objects[key][loop].fingerprint = fingerprint
         return True
 
+    def state(self, key: ObjectKey, loop: str) -> dict[str, Any] | None:
+        """The loop's scratch for the object (None when the loop is unknown)."""
+        entry = self._objects.get(key, {}).get(loop)
+        return entry.state if entry is not None else None
+
+    def has_run(self, key: ObjectKey) -> bool:
+        """Whether any loop of the object has started a pass in this process."""
+        return key in self._started
+
     def knows(self, key: ObjectKey, loop: str | None = None) -> bool:
         loops = self._objects.get(key)
         return loops is not None and (loop is None or loop in loops)
@@ -137,6 +147,7 @@ class WorkQueue:
     def forget(self, key: ObjectKey) -> None:
         """Drop every loop of the object (deleted); a pass still running finishes and is not requeued."""
         self._objects.pop(key, None)
+        self._started.discard(key)
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -180,6 +191,7 @@ class WorkQueue:
                     continue  # forgotten, rescheduled (a stale heap item), or running
                 entry.due = None
                 entry.running = True
+                self._started.add(key)
                 task = asyncio.create_task(
                     self._one(key, loop, entry),
                     name=f"{loop} {key[1]}/{key[2]}",
