@@ -1,8 +1,9 @@
 """What the metric-driven control loops share: a daemon per object, nudges, metric providers.
 
-Each Canary, ABExperiment, TrainingRun (supervision) and ModelPin (fleet health) gets a
-``kopf.daemon`` that runs one pass, then waits until the pass's requeue time (at most the resync
-interval) or a nudge from a create/update handler, whichever comes first. Passes read the object
+Each Canary and ABExperiment gets a ``kopf.daemon`` that runs one pass, then waits until the pass's
+requeue time (at most the resync interval) or a nudge from a create/update handler, whichever comes
+first. (The ModelPin fleet-health loop runs the same kind of pass from the work queue instead, see
+:mod:`artisan_operator.handlers.workqueue`; :func:`measured` counts it.) Passes read the object
 afresh from the API (never kopf's cached body), so a restarted operator resumes from the records in
 status, and each pass is idempotent.
 

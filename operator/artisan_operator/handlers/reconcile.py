@@ -3,7 +3,9 @@
 A kind plugs in a :class:`Reconciler`: its spec and status models, the phase that an invalid spec
 gets, and ``decide`` (observe with ``cluster/``, decide with ``policy/``; blocking, runs on the API
 thread pool). Everything else (invalid specs, applying children, Events, status writes, metrics,
-requeue bookkeeping, one pass at a time per object) happens here, the same way for every kind.
+the requeue delay) happens here, the same way for every kind; :func:`register_object_loop` drives
+the passes from the operator's work queue (one at a time per object, see
+:mod:`artisan_operator.handlers.workqueue`).
 """
 
 from __future__ import annotations
