@@ -71,6 +71,8 @@ class SideResult:
     memory_objects: int
     memory_reconciled: int
     peak_rss_mb_at_memory_objects: float
+    api_requests_per_object: float
+    """Requests the operator made (watches and Events included) until the last object was done."""
 
 
 class ChildClock:
@@ -104,6 +106,16 @@ class ChildClock:
     def latencies(self) -> list[float]:
         with self.lock:
             return sorted(self.done[uid] - self.created[uid] for uid in self.done)
+
+
+class CountingEmulator(SandboxEmulator):
+    """The sandbox's API, counting the requests it serves (the benchmark's own creates are subtracted)."""
+
+    served = 0
+
+    async def _handle(self, request: Any) -> Any:
+        self.served += 1
+        return await super()._handle(request)
 
 
 def sample_bodies() -> dict[str, dict[str, Any]]:
@@ -153,15 +165,18 @@ def stop_operator(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def run_side(which: str, count: int, timeout: float) -> tuple[list[float], float, float, int]:
-    """(latencies, throughput, peak RSS MB, reconciled) for count TrainingRuns + count ModelPins."""
+def run_side(which: str, count: int, timeout: float) -> tuple[list[float], float, float, int, float]:
+    """(latencies, throughput, peak RSS MB, reconciled, API requests per object) for count
+    TrainingRuns + count ModelPins."""
     clock = ChildClock(CHILDREN[which])
     bodies = sample_bodies()
-    with EmulatorThread(SandboxEmulator(request_log_limit=100)) as api, api.api_client() as client:
+    emulator = CountingEmulator(request_log_limit=100)
+    with EmulatorThread(emulator) as api, api.api_client() as client:
         api.emulator.store.subscribe(clock)
         custom = kubernetes.client.CustomObjectsApi(client)
         process = start_operator(which, api)
         try:
+            served_before = emulator.served
             started = time.monotonic()
             for index in range(count):
                 for kind, body in bodies.items():
@@ -175,11 +190,12 @@ def run_side(which: str, count: int, timeout: float) -> tuple[list[float], float
                 time.sleep(0.1)
             latencies = clock.latencies()
             finished = max(clock.done.values()) if clock.done else time.monotonic()
+            requests = emulator.served - served_before - 2 * count  # less the benchmark's creates
             rss = peak_rss_mb(process.pid)
         finally:
             stop_operator(process)
     throughput = len(latencies) / max(finished - started, 1e-9)
-    return latencies, throughput, rss, len(latencies)
+    return latencies, throughput, rss, len(latencies), requests / (2 * count)
 
 
 def serve(which: str, kubeconfig: Path) -> int:
@@ -209,15 +225,15 @@ def main() -> int:
     # On SIGTERM (e.g. `timeout`), unwind normally so the operator processes are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     results: list[SideResult] = []
     for which in ("floor", "artisan"):
         if args.only and which != args.only:
             continue
         console.print(f"[bold]{which}[/bold]: {args.objects} TrainingRuns + {args.objects} ModelPins")
-        latencies, throughput, rss, reconciled = run_side(which, args.objects, args.timeout)
+        latencies, throughput, rss, reconciled, per_object = run_side(which, args.objects, args.timeout)
         console.print(f"[bold]{which}[/bold]: {args.memory_objects} objects for the memory run")
-        _, _, memory_rss, memory_reconciled = run_side(which, args.memory_objects // 2, args.timeout)
+        _, _, memory_rss, memory_reconciled, _ = run_side(which, args.memory_objects // 2, args.timeout)
         results.append(
             SideResult(
                 operator=which,
@@ -230,6 +246,7 @@ def main() -> int:
                 memory_objects=2 * (args.memory_objects // 2),
                 memory_reconciled=memory_reconciled,
                 peak_rss_mb_at_memory_objects=memory_rss,
+                api_requests_per_object=per_object,
             )
         )
 
@@ -242,6 +259,7 @@ def main() -> int:
         "objects/s",
         "peak RSS MB",
         "RSS MB @ memory run",
+        "API req/object",
     ):
         table.add_column(column, justify="right")
     for result in results:
@@ -254,6 +272,7 @@ def main() -> int:
             f"{result.peak_rss_mb:.0f}",
             f"{result.peak_rss_mb_at_memory_objects:.0f} "
             f"({result.memory_reconciled}/{result.memory_objects})",
+            f"{result.api_requests_per_object:.1f}",
         )
     console.print(table)
     by_name = {result.operator: result for result in results}
