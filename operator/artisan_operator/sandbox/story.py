@@ -52,7 +52,8 @@ T = TypeVar("T")
 Obj = dict[str, Any]
 NAMESPACE = "default"
 ADMIN_TOKEN = "artisan-demo-drill"
-MODEL_ROLES = ("primary", "creative")
+MODEL_ROLES = ("primary", "validator", "creative")
+"""All three: creative mode calls the validator before the creative model (no validator, no creative call)."""
 BRIEFS = (
     ("en", "A fresh citrus cologne for summer mornings, light and green"),
     ("ko", "여름 아침을 위한 상큼한 시트러스 향수, 가볍고 싱그럽게"),
@@ -609,7 +610,9 @@ class Story:
                     {
                         "userId": uid,
                         "rating": round(rating, 2),
-                        "responseSeconds": 1.0,
+                        # Above the curation's minResponseSeconds (2 s): quicker ratings are rejected
+                        # as careless clicks (HTTP 422) and never reach the variant statistics.
+                        "responseSeconds": round(rng.uniform(5.0, 40.0), 1),
                         "ifraCompliant": True,
                     },
                 )
