@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=run_demo_command)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
     from artisan_operator.sandbox.demo import run_demo
 
@@ -65,6 +70,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
             cache=args.cache,
             prometheus={"auto": None, "yes": True, "no": False}[args.prometheus],
         )
+        # SIGTERM (timeout, CI cancel) unwinds like Ctrl-C: the story's context managers stop the
+        # local pods, Prometheus and the operator instead of leaving them orphaned.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return run_story(options, emit=lambda line: print(line, flush=True))
     # A wide table when piped (make demo in CI logs); the terminal's width otherwise.
     console = Console() if sys.stdout.isatty() else Console(width=160)

@@ -782,6 +782,8 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
     events: list[Obj] = []
     holder: dict[str, Story] = {}
     with contextlib.ExitStack() as stack:
+        # Registered first, so it runs last: after the pods are stopped, also on SIGTERM (SystemExit).
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         api = stack.enter_context(EmulatorThread(SandboxEmulator(declare_artisan_kinds=False)))
         client = stack.enter_context(api.api_client())
         extensions = kubernetes.client.ApiextensionsV1Api(client)
@@ -837,7 +839,6 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
                 events = story.kubernetes_events()
             if runtime.errors:
                 emit("local runtime problems: " + "; ".join(runtime.errors))
-    shutil.rmtree(workdir, ignore_errors=True)
     missing = assess_story(timeline.events)
     elapsed = time.monotonic() - started
     events_path, html_path = write_report(
