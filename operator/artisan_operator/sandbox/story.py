@@ -60,6 +60,23 @@ BRIEFS = (
 )
 
 
+def synthetic_feedback(rng: random.Random, user_id: str, variant: str) -> Obj:
+    """One synthetic user's rating (the /v1/feedback body) with the demo's planted effect: fast
+    answers (treatment) please these users more, mean 4.0 against 3.2 stars.
+
+    The gateway counts a rating for its variant only when the feedback is accepted (HTTP 202), so
+    the body must pass the default curation: ``responseSeconds`` above ``minResponseSeconds`` (2 s;
+    quicker ratings are rejected as careless clicks) and a rating within 1-5 stars.
+    """
+    mean = 4.0 if variant == "treatment" else 3.2
+    return {
+        "userId": user_id,
+        "rating": round(min(5.0, max(1.0, rng.gauss(mean, 0.6))), 2),
+        "responseSeconds": round(rng.uniform(5.0, 40.0), 1),
+        "ifraCompliant": True,
+    }
+
+
 class StoryStepFailedError(RuntimeError):
     """A step did not reach its state in time (the message says which and what was seen)."""
 
@@ -602,20 +619,7 @@ class Story:
                 variant = headers.get("X-Artisan-Variant") or headers.get("x-artisan-variant")
                 if status != 200 or variant is None:
                     continue
-                # The planted effect: fast answers please these users more (mean 4.0 vs 3.2).
-                mean = 4.0 if variant == "treatment" else 3.2
-                rating = min(5.0, max(1.0, rng.gauss(mean, 0.6)))
-                http_json(
-                    self.gateway_url() + "/v1/feedback",
-                    {
-                        "userId": uid,
-                        "rating": round(rating, 2),
-                        # Above the curation's minResponseSeconds (2 s): quicker ratings are rejected
-                        # as careless clicks (HTTP 422) and never reach the variant statistics.
-                        "responseSeconds": round(rng.uniform(5.0, 40.0), 1),
-                        "ifraCompliant": True,
-                    },
-                )
+                http_json(self.gateway_url() + "/v1/feedback", synthetic_feedback(rng, uid, variant))
             current: Obj = self.get("ABExperiment", "demo-modes").get("status") or {}
             return current if current.get("winner") else None
 
