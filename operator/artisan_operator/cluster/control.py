@@ -34,26 +34,6 @@ def _not_found(error: ApiException) -> bool:
     return bool(error.status == 404)
 
 
-def read_custom(cluster: ClusterClient, plural: str, namespace: str, name: str) -> Manifest | None:
-    """A custom resource of ours as the API server has it now; None when it does not exist."""
-    try:
-        return decode(
-            cluster.custom.get_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                _preload_content=False,
-                _request_timeout=cluster.request_timeout,
-            )
-        )
-    except ApiException as error:
-        if _not_found(error):
-            return None
-        raise
-
-
 def read_routing(cluster: ClusterClient, namespace: str, model_pin: str) -> dict[str, str] | None:
     """The data of ``<pin>-routing``; None when the ModelPin has not created it yet."""
     try:

@@ -27,7 +27,8 @@ from artisan_operator.api.ab_experiment import KIND, PLURAL, ABExperimentSpec, A
 from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.model_pin import PLURAL as MODEL_PIN_PLURAL
 from artisan_operator.cluster import ClusterClient, clear_routing_entry, patch_status, status_patch
-from artisan_operator.cluster.control import patch_routing_key, pod_metrics_urls, read_custom, read_routing
+from artisan_operator.cluster.control import patch_routing_key, pod_metrics_urls, read_routing
+from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext, operator_context
 from artisan_operator.handlers.control_loop import metric_provider, nudge, post_events, run_control_loop
 from artisan_operator.handlers.reconcile import owner_from_body, parse_previous_status, utc_now
@@ -51,11 +52,14 @@ RETRY_SECONDS = 10.0
 
 
 def observe(cluster: ClusterClient, namespace: str, name: str) -> tuple[dict[str, Any], bool] | None:
-    body = read_custom(cluster, PLURAL, namespace, name)
+    body = read_custom_object(cluster, PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
-    exists = isinstance(target, str) and read_custom(cluster, MODEL_PIN_PLURAL, namespace, target) is not None
+    exists = (
+        isinstance(target, str)
+        and read_custom_object(cluster, MODEL_PIN_PLURAL, namespace, target) is not None
+    )
     return body, exists
 
 

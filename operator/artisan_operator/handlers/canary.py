@@ -52,11 +52,11 @@ from artisan_operator.cluster.control import (
     patch_model_pin_status,
     patch_routing_key,
     pod_metrics_urls,
-    read_custom,
     read_routing,
     remove_annotation,
     scale_deployment_if_exists,
 )
+from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext, operator_context
 from artisan_operator.handlers.control_loop import (
     metric_provider,
@@ -135,11 +135,11 @@ def observe(
     cluster: ClusterClient, settings: Settings, namespace: str, name: str
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     """The Canary and its target ModelPin, read afresh (None: the Canary is gone or deleting)."""
-    body = read_custom(cluster, PLURAL, namespace, name)
+    body = read_custom_object(cluster, PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
-    pin = read_custom(cluster, MODEL_PIN_PLURAL, namespace, target) if target else None
+    pin = read_custom_object(cluster, MODEL_PIN_PLURAL, namespace, target) if target else None
     return body, pin
 
 

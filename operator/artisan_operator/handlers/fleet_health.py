@@ -39,10 +39,10 @@ from artisan_operator.cluster.control import (
     patch_model_pin_status,
     patch_routing_key,
     pods_metrics_urls_by_name,
-    read_custom,
     read_routing,
     remove_annotation,
 )
+from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext
 from artisan_operator.handlers.control_loop import measured, metric_provider, post_events
 from artisan_operator.handlers.reconcile import parse_previous_status, register_object_loop
@@ -142,7 +142,7 @@ def apply_fleet_plan(cluster: ClusterClient, body: Mapping[str, Any], plan: Flee
 
 async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: Any) -> float | None:
     cluster = context.require_cluster()
-    body = await cluster.run(read_custom, cluster, PLURAL, namespace, name)
+    body = await cluster.run(read_custom_object, cluster, PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     try:
