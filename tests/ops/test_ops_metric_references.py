@@ -99,8 +99,6 @@ KNOWN_METRICS = HISTOGRAMS | {
 # Not exported yet: asked of their owners (ensemble, trainer, operator/control) in the ops report.
 REQUESTED_METRICS = {
     "artisan_queue_capacity",
-    "artisan_gpu_memory_used_bytes",
-    "artisan_gpu_memory_total_bytes",
     "rl_entropy_coefficient_final",
     "artisan_resource_generation",
     "artisan_canary_weight",
@@ -109,7 +107,9 @@ REQUESTED_METRICS = {
     "artisan_abexperiment_srm",
     "artisan_modelpin_downshifted",
 }
-_DECLARATION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+_DECLARATION = re.compile(
+    r"\b(Counter|Gauge|Histogram|Summary|GaugeMetricFamily|CounterMetricFamily)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\""
+)
 
 _KEYWORDS = {
     "and",

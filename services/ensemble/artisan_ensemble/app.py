@@ -128,6 +128,9 @@ def create_app(
                 pin = discover_pins(settings.models_dir)
             state.expected_roles = tuple(r for r in ROLES if getattr(pin.models, r) is not None)
             loaded, state.load_errors = await asyncio.to_thread(load_generators, settings, pin.models)
+            from artisan_ensemble.backends.gpu import register_gpu_metrics
+
+            register_gpu_metrics(metrics.registry)
         if formula_policy is None and settings.policy_configured:
             try:
                 formula_policy = await asyncio.to_thread(load_policy, settings, ingredients)

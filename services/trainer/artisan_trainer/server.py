@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +26,7 @@ from prometheus_client import (
 )
 
 from artisan_common.curation import QualityReport, RejectionReason
+from artisan_common.gpu_metrics import GpuMemoryCollector
 from artisan_trainer.ppo import RollbackRecord, TrainingHooks, UpdateStats
 from artisan_trainer.rollback import RollbackReason
 
@@ -39,6 +41,7 @@ class TrainerMetrics(TrainingHooks):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        r.register(GpuMemoryCollector(torch.cuda))  # artisan_gpu_memory_*_bytes; none without CUDA
         self.entropy_coef = Gauge("ppo_entropy_coef", "Entropy bonus coefficient in use", registry=r)
         self.rl_entropy = Gauge("rl_entropy_coefficient", "Entropy bonus coefficient (seed name)", registry=r)
         self.learning_rate = Gauge("ppo_learning_rate", "Learning rate in use", registry=r)
