@@ -70,20 +70,39 @@ def patch_routing_key(cluster: ClusterClient, namespace: str, model_pin: str, ke
 
 
 def patch_model_pin_status(
-    cluster: ClusterClient, namespace: str, name: str, fields: Mapping[str, Any]
-) -> None:
-    """Merge ``fields`` into a ModelPin's status (the records the control loops own)."""
-    cluster.custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        namespace,
-        MODEL_PIN_PLURAL,
-        name,
-        {"status": dict(fields)},
-        _content_type=MERGE_PATCH,
-        _preload_content=False,
-        _request_timeout=cluster.request_timeout,
-    )
+    cluster: ClusterClient,
+    namespace: str,
+    name: str,
+    fields: Mapping[str, Any],
+    *,
+    resource_version: str | None = None,
+) -> bool:
+    """Merge ``fields`` into a ModelPin's status (the records the control loops own).
+
+    With ``resource_version`` the write is conditional (optimistic concurrency): when the ModelPin
+    changed since it was read, for instance the reconcile just added a condition, nothing is written
+    and False is returned, so the caller re-reads rather than overwriting the newer list.
+    """
+    body: dict[str, Any] = {"status": dict(fields)}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
+    try:
+        cluster.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            MODEL_PIN_PLURAL,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+            _request_timeout=cluster.request_timeout,
+        )
+    except ApiException as error:
+        if resource_version is not None and error.status == 409:
+            return False
+        raise
+    return True
 
 
 def remove_annotation(cluster: ClusterClient, plural: str, namespace: str, name: str, key: str) -> None:

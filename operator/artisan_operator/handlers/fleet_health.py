@@ -54,6 +54,7 @@ from artisan_operator.settings import Settings
 
 HEALTH_METRIC = "model_health_status"
 RETRY_SECONDS = 10.0
+CONFLICT_RETRY_SECONDS = 0.2  # another writer updated the ModelPin in between: look again soon
 
 PodHealth = dict[str, dict[str, bool]]
 
@@ -121,7 +122,9 @@ def status_fields(plan: FleetPlan) -> dict[str, Any]:
     }
 
 
-def apply_fleet_plan(cluster: ClusterClient, body: Mapping[str, Any], plan: FleetPlan) -> None:
+def apply_fleet_plan(cluster: ClusterClient, body: Mapping[str, Any], plan: FleetPlan) -> bool:
+    """Write the plan; False when the ModelPin changed since ``body`` was read (nothing recorded:
+    the caller looks again at once, so a condition another writer just set is never dropped)."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     routing = read_routing(cluster, namespace, name) or {}
@@ -134,10 +137,13 @@ def apply_fleet_plan(cluster: ClusterClient, body: Mapping[str, Any], plan: Flee
             )
     fields = status_fields(plan)
     current = body.get("status") or {}
-    if any(current.get(key) != value for key, value in fields.items()):
-        patch_model_pin_status(cluster, namespace, name, fields)
+    if any(current.get(key) != value for key, value in fields.items()) and not patch_model_pin_status(
+        cluster, namespace, name, fields, resource_version=meta.get("resourceVersion")
+    ):
+        return False
     if plan.consumed_annotation:
         remove_annotation(cluster, PLURAL, namespace, name, DOWNSHIFT_ANNOTATION)
+    return True
 
 
 async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: Any) -> float | None:
@@ -170,7 +176,8 @@ async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: 
     # Full precision (not second-truncated): unhealthyForSeconds and holdSeconds of a second or two
     # stay exact whenever in the second the pass runs.
     plan = assess_fleet(spec.models, spec.downshift, observation, datetime.now(tz=UTC))
-    await cluster.run(apply_fleet_plan, cluster, body, plan)
+    if not await cluster.run(apply_fleet_plan, cluster, body, plan):
+        return CONFLICT_RETRY_SECONDS  # Events are posted by the pass whose status write lands
     context.metrics.control.downshifted.labels(namespace, name).set(1 if plan.downshift else 0)
     post_events(body, plan.events)
     interval = context.settings.fleet_interval_seconds
