@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_TRAINER_IMAGE = "ghcr.io/artisan-dev/artisan-trainer:0.1.0"
-DEFAULT_ENSEMBLE_IMAGE = "ghcr.io/artisan-dev/artisan-ensemble:0.1.0"
+DEFAULT_TRAINER_IMAGE = "registry.example.com/artisan-dev/artisan-trainer:0.1.0"
+DEFAULT_ENSEMBLE_IMAGE = "registry.example.com/artisan-dev/artisan-ensemble:0.1.0"
 
 
 class Settings(BaseSettings):

@@ -203,20 +203,21 @@ def test_operator_env_is_valid_settings(chart: helm.Chart, variant: str) -> None
     fields = {k.removeprefix("ARTISAN_OPERATOR_").lower(): v for k, v in env.items()}
     assert set(fields) <= set(Settings.model_fields)
     settings = Settings(**fields)
-    assert settings.trainer_image == "ghcr.io/artisan-dev/artisan-trainer:0.1.0"
-    assert settings.ensemble_image == "ghcr.io/artisan-dev/artisan-ensemble:0.1.0"
+    assert settings.trainer_image == "registry.example.com/artisan-dev/artisan-trainer:0.1.0"
+    assert settings.ensemble_image == "registry.example.com/artisan-dev/artisan-ensemble:0.1.0"
 
 
 def test_image_and_default_images_come_from_values(chart: helm.Chart) -> None:
     objects = render(chart, VARIANTS["overrides"])
-    assert operator_container(objects)["image"] == "ghcr.io/artisan-dev/artisan-operator@sha256:" + "a" * 64
+    digest = "sha256:" + "a" * 64
+    assert operator_container(objects)["image"] == f"registry.example.com/artisan-dev/artisan-operator@{digest}"
     assert env_of(objects)["ARTISAN_OPERATOR_PROMETHEUS_URL"] == "http://prometheus:9090"
     objects = render(
         chart, {"images": {"trainer": "registry.local/trainer:2", "ensemble": "registry.local/ens:3"}}
     )
     assert env_of(objects)["ARTISAN_OPERATOR_TRAINER_IMAGE"] == "registry.local/trainer:2"
     assert env_of(objects)["ARTISAN_OPERATOR_ENSEMBLE_IMAGE"] == "registry.local/ens:3"
-    assert operator_container(objects)["image"] == "ghcr.io/artisan-dev/artisan-operator:0.1.0"
+    assert operator_container(objects)["image"] == "registry.example.com/artisan-dev/artisan-operator:0.1.0"
 
 
 def test_existing_service_account_needs_a_name(chart: helm.Chart) -> None:
