@@ -210,7 +210,9 @@ def test_operator_env_is_valid_settings(chart: helm.Chart, variant: str) -> None
 def test_image_and_default_images_come_from_values(chart: helm.Chart) -> None:
     objects = render(chart, VARIANTS["overrides"])
     digest = "sha256:" + "a" * 64
-    assert operator_container(objects)["image"] == f"registry.example.com/artisan-dev/artisan-operator@{digest}"
+    assert (
+        operator_container(objects)["image"] == f"registry.example.com/artisan-dev/artisan-operator@{digest}"
+    )
     assert env_of(objects)["ARTISAN_OPERATOR_PROMETHEUS_URL"] == "http://prometheus:9090"
     objects = render(
         chart, {"images": {"trainer": "registry.local/trainer:2", "ensemble": "registry.local/ens:3"}}
