@@ -116,6 +116,17 @@ class Control:
             and (reason is None or e.get("reason") == reason)
         ]
 
+    def posted_events(
+        self, name: str, reason: str, count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The Events once ``count`` of them are there: kopf posts Events from a queue, after the
+        status and children writes a test usually waits for, so reading them at once is a race."""
+        return wait_for(
+            lambda: (found := self.events(name, reason)) and len(found) >= count and found,
+            timeout=timeout,
+            message=f"{count} {reason} Event(s) on {name}",
+        )
+
     def deployment(self, name: str) -> dict[str, Any] | None:
         return self.raw(f"/apis/apps/v1/namespaces/{NS}/deployments/{name}")
 

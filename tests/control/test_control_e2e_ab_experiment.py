@@ -80,7 +80,7 @@ def test_planted_effect_finds_the_winner_and_promotes_it(
     assert treatment["ciLower"] > 0  # the interval of the difference excludes 0
     entry = wait_for(lambda: (e := routed_entry(ab_control)) and e.get("promoted") == "treatment" and e)
     assert entry["experiment"] == "abx-effect"
-    assert len(ab_control.events("abx-effect", "WinnerFound")) == 1
+    assert len(ab_control.posted_events("abx-effect", "WinnerFound")) == 1
 
 
 def test_a_a_test_finds_no_winner(ab_control: Control, exporter: ControlledExporter) -> None:

@@ -87,7 +87,7 @@ def test_model_outage_downshifts_the_fleet_and_it_recovers(
     assert (shifted["status"], shifted["reason"]) == ("True", "ModelUnhealthy")
     assert pin["status"]["modeCeiling"] == "balanced"
     assert control.contexts[-1].metrics.control.downshifted.labels(NS, "pin")._value.get() == 1
-    assert len(control.events("pin", "Downshifted")) == 1
+    assert len(control.posted_events("pin", "Downshifted")) == 1
 
     report(exporter, "llama", healthy=True)
     healthy = time.monotonic()
@@ -100,4 +100,4 @@ def test_model_outage_downshifts_the_fleet_and_it_recovers(
     recovered = condition(restored, "Downshifted")
     assert recovered is not None
     assert (recovered["status"], recovered["reason"]) == ("False", "Recovered")
-    assert len(control.events("pin", "Recovered")) == 1
+    assert len(control.posted_events("pin", "Recovered")) == 1

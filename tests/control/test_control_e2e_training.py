@@ -86,7 +86,7 @@ def test_exhausted_trainer_is_restarted_from_its_checkpoint_then_fails_after_max
         1600,
         1,
     )
-    assert len(control.events(run, "RolledBack")) == 1
+    assert len(control.posted_events(run, "RolledBack")) == 1
     assert status(control, run)["attempt"] == 1
     # The restarted trainer resumes (step back at 1500) and then exhausts its rollbacks again.
     report(exporter, pod_of(run, 1), step=1500, checkpoint=1500, exhausted=0)
@@ -101,7 +101,7 @@ def test_exhausted_trainer_is_restarted_from_its_checkpoint_then_fails_after_max
     assert condition(obj, "Stalled")["status"] == "True"  # type: ignore[index]
     assert len(operator_records(control, run)) == 1
     assert job(control, run, 2) is None
-    assert len(control.events(run, "RollbacksExhausted")) == 1
+    assert len(control.posted_events(run, "RollbacksExhausted")) == 1
 
 
 def test_operator_restart_in_the_middle_of_a_rollback_neither_repeats_nor_skips_it(
@@ -144,4 +144,4 @@ def test_manual_rollback_annotation_is_applied_once(
     wait_for(lambda: status(control, run).get("phase") == "Running", timeout=15, message="attempt 1 runs")
     assert len(operator_records(control, run)) == 1
     assert job(control, run, 2) is None
-    assert len(control.events(run, "RolledBack")) == 1
+    assert len(control.posted_events(run, "RolledBack")) == 1

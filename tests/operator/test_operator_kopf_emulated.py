@@ -210,7 +210,7 @@ def test_invalid_spec_is_reported_with_the_field_and_not_retried(
     # Passes keep running (level-triggered) but nothing fails, nothing is created, one Event only.
     assert metrics.reconcile_errors._metrics == {}
     assert labelled(kube_client, core_path("configmaps"), "bad") == []
-    assert len(events(kube_client, "bad", "InvalidSpec")) == 1
+    assert len(wait_for(lambda: events(kube_client, "bad", "InvalidSpec"))) == 1
     assert artisan_operator_runner.runner.current is not None
     assert artisan_operator_runner.runner.current.running
 
