@@ -632,7 +632,7 @@ class Story:
             "ABExperiment",
             "demo-modes",
             "Winner",
-            f"{status['winner']} ({status.get('improvementPercent')}% better) after "
+            f"{status['winner']} ({float(status.get('improvementPercent') or 0):+.2f}% vs control) after "
             f"{sum(int(v.get('n') or 0) for v in status.get('variants') or [])} ratings; "
             f"{status.get('message')}",
         )
