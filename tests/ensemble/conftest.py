@@ -38,12 +38,15 @@ class FakeClock:
 
 @dataclass
 class FakeGenerator:
-    """A scripted backend: returns ``output``, or raises while ``failing``; can block on ``gate``."""
+    """A scripted backend: returns ``output``, or raises while ``failing``; can block on ``gate`` or
+    take ``delay`` seconds."""
 
     role: str
     output: str
     failing: bool = False
     gate: threading.Event | None = None
+    delay: float = 0.0
+    """Seconds each call takes (a slow but healthy model)."""
     calls: list[GenerationRequest] = field(default_factory=list)
 
     @property
@@ -54,6 +57,8 @@ class FakeGenerator:
         self.calls.append(request)
         if self.gate is not None:
             self.gate.wait(timeout=5)
+        if self.delay:
+            time.sleep(self.delay)
         if self.failing:
             raise RuntimeError(f"{self.role} backend down")
         return self.output

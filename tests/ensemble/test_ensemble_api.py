@@ -417,3 +417,34 @@ def test_model_health_series_name_each_pinned_model_and_its_role_only(catalog: I
         'model_health_status{model="fake-primary",role="primary"} 1.0',
         'model_health_status{model="fake-validator",role="validator"} 1.0',
     ]
+
+
+async def test_time_spent_queued_does_not_trip_healthy_models_breakers(catalog: IngredientCatalog) -> None:
+    """Overload must not look like model failure: a request that waited most of its mode's timeout
+    in the admission queue still gets the whole generation budget once admitted, and no breaker opens
+    for a healthy (if slow) model."""
+    fakes = fake_generators()
+    fakes["primary"].delay = 0.15  # well within the fast mode's 0.4 s, but the queue waits 6 x 0.15 s
+    config = fast_config(
+        modes={"fast": {"timeoutSeconds": 0.4}},
+        queue={"maxConcurrent": 1, "maxWaiting": 6},
+        downshift={"failureThreshold": 2, "holdSeconds": 60},
+    )
+    app = make_app(fakes, catalog, config=config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/v1/briefs", json={"text": f"queued request {n}", "mode": "fast"})
+                    for n in range(7)
+                )
+            )
+            service = app.state.runtime.service
+            assert [r.status_code for r in responses] == [200] * 7
+            assert {r.json()["briefSource"] for r in responses} == {"model"}
+            assert {r.json()["mode"]["downshifted"] for r in responses} == {False}
+            assert {b.state.value for b in service.breakers.values()} == {"closed"}
+            metrics = (await client.get("/metrics")).text
+            assert 'artisan_model_calls_total{model="primary",result="error"}' not in metrics
+            assert "hybrid_switch_total{" not in metrics

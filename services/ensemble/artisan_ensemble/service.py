@@ -162,13 +162,16 @@ class EnsembleService:
         if generator is None:
             raise ModelCallError(role, "not pinned")
         breaker = self.breakers[role]
+        started = self.clock()
+        remaining = deadline - started
+        if remaining <= 0:
+            # The request's own budget ran out before this call (spent queued or on earlier calls):
+            # the model did nothing wrong, so this is no breaker failure (and claims no probe).
+            self.metrics.model_calls.labels(model=role, result="deadline").inc()
+            raise ModelCallError(role, "no time left before the mode's deadline")
         if not breaker.try_acquire():
             raise ModelCallError(role, "circuit open")
-        started = self.clock()
         try:
-            remaining = deadline - started
-            if remaining <= 0:
-                raise TimeoutError("no time left before the mode's deadline")
             fault = self.faults.active(role)
             if fault is not None and fault.kind == "error":
                 raise InjectedFaultError(f"injected error fault on {role}")
@@ -266,7 +269,9 @@ class EnsembleService:
         self.metrics.cache_misses.inc()
         async with self.admit() as ticket:
             self.metrics.queue_wait.observe(ticket.queued_seconds)
-            response = await self._answer(text, requested, language, key, started)
+            # The mode's generation budget starts at admission: time spent queued is overload, not
+            # model slowness, and must not turn into timeouts that open healthy models' breakers.
+            response = await self._answer(text, requested, language, key, started, admitted=self.clock())
         self.metrics.end_to_end.labels(endpoint="briefs").observe(self.clock() - started)
         self.metrics.brief_elapsed_ms.labels(mode=response.mode.served).observe(response.elapsed_ms)
         return response
@@ -289,7 +294,14 @@ class EnsembleService:
             await admission.__aexit__(None, None, None)
 
     async def _answer(
-        self, text: str, requested: Mode, language: Language | None, key: str, started: float
+        self,
+        text: str,
+        requested: Mode,
+        language: Language | None,
+        key: str,
+        started: float,
+        *,
+        admitted: float,
     ) -> BriefResponse:
         stale = self._stale(text, requested) if not self.available()["primary"] else None
         plan = plan_route(requested, self.available(), self.pinned(), stale is not None)
@@ -307,7 +319,7 @@ class EnsembleService:
             self.metrics.fallbacks.labels(kind="brief_keywords").inc()
         else:
             params = self.config.modes.params(plan.served)
-            deadline = started + params.timeout_seconds
+            deadline = admitted + params.timeout_seconds
             try:
                 brief, source = await self._primary_brief(
                     text, plan.served, language, params=params, deadline=deadline, trace=trace
