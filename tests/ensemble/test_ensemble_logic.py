@@ -204,6 +204,7 @@ ALL = {"primary": True, "validator": True, "creative": True}
             "models",
             "validator model",
         ),
+        ("creative", {**ALL, "validator": False}, False, "fast", "models", "validator model"),
         ("balanced", {**ALL, "validator": False}, False, "fast", "models", "validator model"),
         ("fast", {**ALL, "validator": False, "creative": False}, False, "fast", "models", "as requested"),
         ("balanced", {**ALL, "primary": False}, True, "balanced", "stale-cache", "primary model"),

@@ -5,13 +5,15 @@
 | creative  | up      | up        | up       | -           | -           | creative (models)             |
 | creative  | up      | up        | down     | -           | -           | balanced: creative model down |
 | creative  | up      | down      | down     | -           | -           | fast: validator model down    |
+| creative  | up      | down      | up       | -           | -           | fast: validator model down    |
 | balanced  | up      | down      | up       | -           | -           | fast: validator model down    |
 | any       | down    | some up   | -        | -           | yes         | stale cache (stale-if-error)  |
 | any       | down    | some up   | -        | -           | no          | keyword brief (rule-based)    |
 | any       | down    | down      | down     | -           | yes         | stale cache only              |
 | any       | down    | down      | down     | -           | no          | reject 503 + Retry-After      |
 
-A model that is not pinned counts as down for the mode that needs it (creative = all three).
+A model that is not pinned counts as down for the mode that needs it (creative = all three), so
+creative with the validator down is served fast even when the creative model is up.
 Fresh cache hits are served before this tree is consulted.
 """
 
@@ -71,7 +73,8 @@ def plan_route(
     if served == "creative" and not up["creative"]:
         reasons.append(_down_reason("creative", bool(pinned.get("creative"))))
         served = "balanced"
-    if served == "balanced" and not up["validator"]:
+    # Both richer modes need the validator: creative falls straight to fast without it.
+    if served in ("balanced", "creative") and not up["validator"]:
         reasons.append(_down_reason("validator", bool(pinned.get("validator"))))
         served = "fast"
     return RoutePlan(requested, served, "models", "; ".join(reasons) or "as requested")
