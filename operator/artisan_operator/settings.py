@@ -67,8 +67,11 @@ class Settings(BaseSettings):
     """Not used any more (passes are scheduled by the work queue, one at a time per object, each
     requeued from its own end); still accepted so that existing configurations stay valid."""
 
-    api_threads: int = Field(default=8, ge=1, le=128)
-    """Threads (and connections) for blocking Kubernetes API calls."""
+    api_threads: int = Field(default=32, ge=1, le=128)
+    """Threads (and connections) for blocking Kubernetes API calls, and so reconcile passes of
+    different objects in flight at once. A pass waits on the API for each call, so this bounds
+    how fast a burst of new objects drains: 400 at once waited ~1.7 s (p50) with 8 and ~0.35 s
+    with 32 in bench/operator_reconcile.py."""
     api_request_timeout_seconds: float = Field(default=30, gt=0)
     """Timeout of one Kubernetes API request made by the reconcilers."""
 
