@@ -196,13 +196,14 @@ def test_cache_hits_and_ttl_rules(
     assert again["brief"] == first["brief"]
     assert len(fakes["primary"].calls) == 1
     # idle (load < 0.3): normal TTL 3600 halves to 1800
-    assert service.cache.ttl_of(cache_key("fresh citrus", "fast", service.pins)) == 1800
+    assert service.cache.ttl_of(cache_key("fresh citrus", "fast", service.pins, language="en")) == 1800
     clock.advance(1801)
     assert brief(client, "fresh citrus", "fast")["mode"]["route"] == "models"
     # downshifted answers get the short TTL (300, never raised by the low-load rule)
     fakes["validator"].failing = True
     brief(client, "validator failing", "balanced")
-    assert service.cache.ttl_of(cache_key("validator failing", "balanced", service.pins)) == 300
+    validator_key = cache_key("validator failing", "balanced", service.pins, language="en")
+    assert service.cache.ttl_of(validator_key) == 300
     text = client.get("/metrics").text
     assert 'artisan_cache_hits_total{kind="fresh"} 1.0' in text
     cleared = admin(client, "POST", "/admin/cache/clear")
@@ -448,3 +449,17 @@ async def test_time_spent_queued_does_not_trip_healthy_models_breakers(catalog: 
             metrics = (await client.get("/metrics")).text
             assert 'artisan_model_calls_total{model="primary",result="error"}' not in metrics
             assert "hybrid_switch_total{" not in metrics
+
+
+def test_the_cache_answers_only_in_the_language_asked_for(
+    client: TestClient, fakes: dict[str, FakeGenerator]
+) -> None:
+    english = client.post("/v1/briefs", json={"text": "fresh citrus", "mode": "fast", "language": "en"})
+    korean = client.post("/v1/briefs", json={"text": "fresh citrus", "mode": "fast", "language": "ko"})
+    assert english.json()["brief"]["language"] == "en"
+    assert korean.json()["mode"]["route"] != "cache"
+    assert korean.json()["brief"]["language"] == "ko"
+    again = client.post("/v1/briefs", json={"text": "fresh citrus", "mode": "fast", "language": "ko"})
+    assert again.json()["mode"]["route"] == "cache"
+    assert again.json()["brief"]["language"] == "ko"
+    assert len(fakes["primary"].calls) == 2

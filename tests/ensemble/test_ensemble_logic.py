@@ -277,11 +277,16 @@ def test_cache_expiry_stale_reads_and_lru_bound(clock: FakeClock) -> None:
     assert stale.value == "A"
 
 
-def test_cache_key_depends_on_text_mode_and_pins() -> None:
+def test_cache_key_depends_on_text_mode_language_and_pins() -> None:
     pins = {"primary": "qwen@1"}
-    assert cache_key("Fresh  Citrus", "fast", pins) == cache_key("fresh citrus", "fast", pins)
-    assert cache_key("fresh citrus", "fast", pins) != cache_key("fresh citrus", "balanced", pins)
-    assert cache_key("fresh citrus", "fast", pins) != cache_key("fresh citrus", "fast", {"primary": "qwen@2"})
+
+    def key(text: str, mode: str = "fast", language: str = "en", pins: dict[str, str] = pins) -> str:
+        return cache_key(text, mode, pins, language=language)  # type: ignore[arg-type]
+
+    assert key("Fresh  Citrus") == key("fresh citrus")
+    assert key("fresh citrus") != key("fresh citrus", "balanced")
+    assert key("fresh citrus") != key("fresh citrus", pins={"primary": "qwen@2"})
+    assert key("fresh citrus") != key("fresh citrus", language="ko")
 
 
 # ---- formula ---------------------------------------------------------------------------------------

@@ -245,16 +245,17 @@ class EnsembleService:
 
     # ---- the brief pipeline -------------------------------------------------------------------------
 
-    def _stale(self, text: str, requested: Mode) -> BriefResponse | None:
+    def _stale(self, text: str, requested: Mode, language: Language) -> BriefResponse | None:
         for mode in (requested, *reversed(MODES)):
-            hit = self.cache.get(cache_key(text, mode, self.pins), allow_stale=True)
+            hit = self.cache.get(cache_key(text, mode, self.pins, language=language), allow_stale=True)
             if hit is not None:
                 return hit.value
         return None
 
     async def brief(self, text: str, requested: Mode, language: Language | None = None) -> BriefResponse:
         started = self.clock()
-        key = cache_key(text, requested, self.pins)
+        language = language or detect_language(text)
+        key = cache_key(text, requested, self.pins, language=language)
         hit = self.cache.get(key)
         if hit is not None:
             self.metrics.cache_hits.labels(kind="fresh").inc()
@@ -297,13 +298,13 @@ class EnsembleService:
         self,
         text: str,
         requested: Mode,
-        language: Language | None,
+        language: Language,
         key: str,
         started: float,
         *,
         admitted: float,
     ) -> BriefResponse:
-        stale = self._stale(text, requested) if not self.available()["primary"] else None
+        stale = self._stale(text, requested, language) if not self.available()["primary"] else None
         plan = plan_route(requested, self.available(), self.pinned(), stale is not None)
         if plan.route == "reject":
             self.metrics.rejected.labels(reason="no_model").inc()
@@ -311,7 +312,6 @@ class EnsembleService:
             raise NoModelAvailableError(plan.reason, max(1.0, retry))
         if plan.route == "stale-cache" and stale is not None:
             return self._serve_stale(stale, plan, started)
-        language = language or detect_language(text)
         trace = _Trace(served=plan.served, reasons=[plan.reason] if plan.downshifted else [])
         if plan.route == "keywords":
             brief, source = keyword_parse(text).brief.model_copy(update={"language": language}), "keywords"
@@ -326,7 +326,7 @@ class EnsembleService:
                 )
             except ModelCallError as error:
                 # The call failed mid-request: the same rung as "primary down" for this request.
-                stale = self._stale(text, requested)
+                stale = self._stale(text, requested, language)
                 if stale is not None:
                     failed_plan = RoutePlan(requested, requested, "stale-cache", str(error))
                     self._record_switch(failed_plan, "cache")

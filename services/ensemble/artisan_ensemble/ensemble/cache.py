@@ -1,4 +1,4 @@
-"""Response cache: keyed by normalized text, mode and model pins; TTL adapts to load; LRU-bounded.
+"""Response cache: keyed by normalized text, mode, response language and model pins; adaptive TTL; LRU.
 
 Adaptive TTL (``adaptive_ttl``), base = normal TTL (3600 s) or downshift TTL (300 s):
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from artisan_common.serving import Mode
+from artisan_ensemble.ensemble.brief import Language
 from artisan_ensemble.ensemble.keywords import normalize_text
 
 T = TypeVar("T")
@@ -50,9 +51,11 @@ def adaptive_ttl(
     return base_seconds
 
 
-def cache_key(text: str, mode: Mode, pins: Mapping[str, str]) -> str:
+def cache_key(text: str, mode: Mode, pins: Mapping[str, str], *, language: Language) -> str:
+    """The resolved response language is part of the key: the same text asked for in Korean and in
+    English gets different prompts, hints and messages, so one must not answer for the other."""
     pin_part = ",".join(f"{role}={pin}" for role, pin in sorted(pins.items()))
-    raw = f"{normalize_text(text)}\x00{mode}\x00{pin_part}"
+    raw = f"{normalize_text(text)}\x00{mode}\x00{language}\x00{pin_part}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
