@@ -36,7 +36,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "namespaced": {"rbac": {"namespaced": True}},
     "no-crds": {"crds": {"install": False}},
     "monitoring": {
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "podMonitors": {"enabled": True},
+        },
         "prometheusRule": {"enabled": True},
         "grafana": {"dashboards": {"enabled": True}},
     },
@@ -291,6 +294,7 @@ def test_service_monitor_only_when_enabled(chart: helm.Chart) -> None:
     (service,) = of_kind(objects, "Service")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # keeps the resources' namespace label
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert all(
         service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items()
