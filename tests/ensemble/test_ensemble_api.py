@@ -463,3 +463,17 @@ def test_the_cache_answers_only_in_the_language_asked_for(
     assert again.json()["mode"]["route"] == "cache"
     assert again.json()["brief"]["language"] == "ko"
     assert len(fakes["primary"].calls) == 2
+
+
+def test_a_primary_failing_mid_request_counts_one_switch_to_the_stale_cache(
+    client: TestClient, fakes: dict[str, FakeGenerator], clock: FakeClock
+) -> None:
+    assert brief(client, "stale if error", "fast")["briefSource"] == "model"
+    clock.advance(100_000)  # expired, kept for stale-if-error
+    fakes["primary"].failing = True  # breaker still closed: the route plans the model, the call fails
+    body = brief(client, "stale if error", "fast")
+    assert body["mode"]["route"] == "stale-cache"
+    assert body["briefSource"] == "cache"
+    text = client.get("/metrics").text
+    assert 'hybrid_switch_total{from_mode="fast",to_mode="cache"} 1.0' in text
+    assert 'artisan_cache_hits_total{kind="stale"} 1.0' in text

@@ -329,7 +329,6 @@ class EnsembleService:
                 stale = self._stale(text, requested, language)
                 if stale is not None:
                     failed_plan = RoutePlan(requested, requested, "stale-cache", str(error))
-                    self._record_switch(failed_plan, "cache")
                     return self._serve_stale(stale, failed_plan, started)
                 brief, source = (
                     keyword_parse(text).brief.model_copy(update={"language": language}),
@@ -393,6 +392,7 @@ class EnsembleService:
         return response
 
     def _serve_stale(self, stale: BriefResponse, plan: RoutePlan, started: float) -> BriefResponse:
+        """The stale-if-error answer; counts the switch to the cache (callers must not count it too)."""
         self.metrics.cache_hits.labels(kind="stale").inc()
         self._record_switch(plan, "cache")
         return stale.model_copy(
