@@ -13,7 +13,7 @@ import kopf
 from artisan_operator.handlers import build_registry
 from artisan_operator.handlers.context import CONTEXT_KEY, OperatorContext
 from artisan_operator.metrics.operator_metrics import OperatorMetrics
-from artisan_operator.metrics.server import MetricsServer
+from artisan_operator.metrics.server import LivenessCheck, MetricsServer, liveness_problems
 from artisan_operator.settings import Settings
 
 Flag = asyncio.Event | threading.Event
@@ -22,11 +22,13 @@ logger = logging.getLogger("artisan_operator")
 
 
 @contextlib.asynccontextmanager
-async def metrics_server(settings: Settings, metrics: OperatorMetrics) -> AsyncIterator[MetricsServer | None]:
+async def metrics_server(
+    settings: Settings, metrics: OperatorMetrics, liveness: LivenessCheck | None = None
+) -> AsyncIterator[MetricsServer | None]:
     if not settings.metrics_enabled:
         yield None
         return
-    server = MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port)
+    server = MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port, liveness=liveness)
     await server.start()
     logger.info(f"metrics, /healthz and /readyz on {settings.metrics_host}:{server.port}")
     try:
@@ -61,7 +63,16 @@ async def run_operator(
     memo = kopf.Memo()
     memo[CONTEXT_KEY] = context
     kopf_ready = asyncio.Event()
-    async with metrics_server(settings, context.metrics) as server:
+    work_context = context
+
+    def liveness() -> list[str]:
+        work = work_context.work
+        return liveness_problems(
+            work_loop=work.task if work is not None else None,
+            stopping=stop_flag is not None and stop_flag.is_set(),
+        )
+
+    async with metrics_server(settings, context.metrics, liveness) as server:
         context.metrics_server = server
         relay = asyncio.create_task(_relay_ready(kopf_ready, server, ready_flag))
         try:

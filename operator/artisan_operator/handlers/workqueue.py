@@ -159,6 +159,11 @@ class WorkQueue:
 
     # --- running -----------------------------------------------------------------------------------
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The scheduler task (None before start and after stop): /healthz fails once it is done."""
+        return self._scheduler
+
     def start(self) -> None:
         if self._scheduler is None:
             self._scheduler = asyncio.create_task(self._run(), name="artisan work queue")
