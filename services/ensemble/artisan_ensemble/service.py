@@ -43,7 +43,7 @@ from artisan_ensemble.ensemble.formula import (
     project_to_ifra,
 )
 from artisan_ensemble.ensemble.hints import MAX_HINTS, MIN_HINTS, template_hints
-from artisan_ensemble.ensemble.keywords import detect_language, keyword_parse
+from artisan_ensemble.ensemble.keywords import KeywordMatch, detect_language, keyword_parse
 from artisan_ensemble.ensemble.parsing import ParseFailure, parse_brief, parse_string_list
 from artisan_ensemble.ensemble.ports import FormulaPolicy, GenerationRequest, TextGenerator
 from artisan_ensemble.ensemble.prompts import brief_prompt, creative_prompt, validator_prompt
@@ -272,7 +272,9 @@ class EnsembleService:
             self.metrics.queue_wait.observe(ticket.queued_seconds)
             # The mode's generation budget starts at admission: time spent queued is overload, not
             # model slowness, and must not turn into timeouts that open healthy models' breakers.
-            response = await self._answer(text, requested, language, key, started, admitted=self.clock())
+            response = await self._answer(
+                text, requested, keyword_parse(text, language), key, started, admitted=self.clock()
+            )
         self.metrics.end_to_end.labels(endpoint="briefs").observe(self.clock() - started)
         self.metrics.brief_elapsed_ms.labels(mode=response.mode.served).observe(response.elapsed_ms)
         return response
@@ -298,12 +300,15 @@ class EnsembleService:
         self,
         text: str,
         requested: Mode,
-        language: Language,
+        keywords: KeywordMatch,
         key: str,
         started: float,
         *,
         admitted: float,
     ) -> BriefResponse:
+        """``keywords``: the request's dictionary pre-parse, done once (prompt hints, the rule-based
+        brief, validation), in the resolved language."""
+        language = keywords.brief.language
         stale = self._stale(text, requested, language) if not self.available()["primary"] else None
         plan = plan_route(requested, self.available(), self.pinned(), stale is not None)
         if plan.route == "reject":
@@ -314,7 +319,7 @@ class EnsembleService:
             return self._serve_stale(stale, plan, started)
         trace = _Trace(served=plan.served, reasons=[plan.reason] if plan.downshifted else [])
         if plan.route == "keywords":
-            brief, source = keyword_parse(text).brief.model_copy(update={"language": language}), "keywords"
+            brief, source = keywords.brief, "keywords"
             trace.fallbacks.append(f"brief from the keyword dictionary: {plan.reason}")
             self.metrics.fallbacks.labels(kind="brief_keywords").inc()
         else:
@@ -322,7 +327,7 @@ class EnsembleService:
             deadline = admitted + params.timeout_seconds
             try:
                 brief, source = await self._primary_brief(
-                    text, plan.served, language, params=params, deadline=deadline, trace=trace
+                    text, plan.served, keywords, params=params, deadline=deadline, trace=trace
                 )
             except ModelCallError as error:
                 # The call failed mid-request: the same rung as "primary down" for this request.
@@ -330,17 +335,14 @@ class EnsembleService:
                 if stale is not None:
                     failed_plan = RoutePlan(requested, requested, "stale-cache", str(error))
                     return self._serve_stale(stale, failed_plan, started)
-                brief, source = (
-                    keyword_parse(text).brief.model_copy(update={"language": language}),
-                    "keywords",
-                )
+                brief, source = keywords.brief, "keywords"
                 trace.served = "fast"
                 trace.reasons.append(str(error))
                 trace.fallbacks.append(f"brief from the keyword dictionary: {error}")
                 self.metrics.fallbacks.labels(kind="brief_keywords").inc()
             else:
                 await self._enrich(text, brief, params, deadline, trace)
-        validation = await self._validation(text, brief, trace)
+        validation = await self._validation(text, brief, keywords.terms, trace)
         hints = await self._hints(brief, trace)
         route = "models" if source != "keywords" else "keywords"
         # Downshifted = a model could not be used. Unusable output from a model that answered is a
@@ -415,9 +417,16 @@ class EnsembleService:
             self.metrics.hybrid_switch.labels(from_mode=plan.requested, to_mode=to_mode).inc()
 
     async def _primary_brief(
-        self, text: str, mode: Mode, language: Language, *, params: ModeParams, deadline: float, trace: _Trace
+        self,
+        text: str,
+        mode: Mode,
+        keywords: KeywordMatch,
+        *,
+        params: ModeParams,
+        deadline: float,
+        trace: _Trace,
     ) -> tuple[Brief, BriefSource]:
-        keywords = keyword_parse(text)
+        language = keywords.brief.language
         output = await self.call_model(
             "primary", brief_prompt(text, mode, language, keywords.terms), mode, params, deadline
         )
@@ -448,7 +457,7 @@ class EnsembleService:
             f"({first_failure}; retry: {parsed.reason})"
         )
         self.metrics.fallbacks.labels(kind="brief_keywords").inc()
-        return keywords.brief.model_copy(update={"language": language}), "keywords"
+        return keywords.brief, "keywords"
 
     async def _enrich(
         self, text: str, brief: Brief, params: ModeParams, deadline: float, trace: _Trace
@@ -473,8 +482,10 @@ class EnsembleService:
                 trace.reasons.append(str(error))
                 trace.served = "balanced"
 
-    async def _validation(self, text: str, brief: Brief, trace: _Trace) -> ValidationOut:
-        rules = validate_brief(text, brief)
+    async def _validation(
+        self, text: str, brief: Brief, keyword_terms: tuple[str, ...], trace: _Trace
+    ) -> ValidationOut:
+        rules = validate_brief(text, brief, keyword_terms)
         output = trace.validator_output
         result: ValidationResult = rules
         if output is not None:

@@ -161,6 +161,8 @@ ENGLISH_KEYWORDS: dict[str, Keyword] = {
     "minimal": _kw(complexity=-0.3),
 }
 
+_KOREAN_TERMS_LONGEST_FIRST: tuple[str, ...] = tuple(sorted(KOREAN_KEYWORDS, key=len, reverse=True))
+"""Sorted once at import: the pre-parse runs on every request."""
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _LATIN_WORD = re.compile(r"[a-z]+")
 _DEFAULT_FAMILIES: dict[NoteFamily, float] = {"fresh": 0.6, "floral": 0.5, "musk": 0.4}
@@ -191,15 +193,17 @@ def _korean_terms(text: str) -> list[str]:
     # term first, and blank out what matched so 상큼 does not count again inside 상큼한.
     found: list[str] = []
     remaining = text
-    for term in sorted(KOREAN_KEYWORDS, key=len, reverse=True):
+    for term in _KOREAN_TERMS_LONGEST_FIRST:
         if term in remaining:
             found.append(term)
             remaining = remaining.replace(term, " ")
     return found
 
 
-def keyword_parse(text: str) -> KeywordMatch:
-    """A complete, valid brief from dictionary hits alone (deterministic: same text, same brief)."""
+def keyword_parse(text: str, language: Language | None = None) -> KeywordMatch:
+    """A complete, valid brief from dictionary hits alone (deterministic: same text, same brief).
+
+    ``language`` is the brief's language when the caller already resolved it (else detected)."""
     normalized = normalize_text(text)
     terms = _korean_terms(normalized)
     entries = [KOREAN_KEYWORDS[t] for t in terms]
@@ -227,6 +231,6 @@ def keyword_parse(text: str) -> KeywordMatch:
         intensity=round(min(1.0, max(0.0, intensity)), 3),
         complexity=round(min(1.0, max(0.0, complexity)), 3),
         note_families={f: round(w, 3) for f, w in sorted(families.items())},
-        language=detect_language(text),
+        language=language or detect_language(text),
     )
     return KeywordMatch(tuple(terms), brief)

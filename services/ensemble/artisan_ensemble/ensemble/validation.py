@@ -33,7 +33,9 @@ class ValidationResult:
     source: ValidationSource
 
 
-def validate_brief(text: str, brief: Brief) -> ValidationResult:
+def validate_brief(text: str, brief: Brief, keyword_terms: tuple[str, ...] | None = None) -> ValidationResult:
+    """``keyword_terms``: the request's dictionary hits when the caller parsed it already."""
+    terms = keyword_parse(text).terms if keyword_terms is None else keyword_terms
     lowered = text.lower()
     issues: list[str] = []
     if not any(w >= 0.3 for w in brief.note_families.values()):
@@ -44,7 +46,7 @@ def validate_brief(text: str, brief: Brief) -> ValidationResult:
         issues.append("intensity: the request asks for a strong scent but intensity is below 0.25")
     keyword_styles = {
         kw.style
-        for term in keyword_parse(text).terms
+        for term in terms
         if (kw := KOREAN_KEYWORDS.get(term) or ENGLISH_KEYWORDS.get(term)) is not None and kw.style
     }
     family_styles = {f for f in brief.note_families if f in _FAMILY_STYLE_HINT}
