@@ -356,3 +356,18 @@ def test_measurements_are_capped_at_ten_per_metric() -> None:
     assert metric.name == "background/errors"
     assert metric.successful == 15
     assert len(metric.measurements) == 10
+
+
+def test_a_provider_baseline_is_no_measurement_and_moves_the_first_one_an_interval_later() -> None:
+    s = spec([{"setWeight": 10}, {"analysis": {"metrics": [ERRORS]}}, {"setWeight": 30}, {"pause": {}}])
+    plan = decide(s, rollout(), T0, lambda _: MetricValue(baseline=True))
+    assert (plan.status.phase, plan.weight) == ("Progressing", 10)
+    assert plan.status.metrics[0].measurements == []
+    assert plan.requeue_after == pytest.approx(10)
+    with_baseline = replace(rollout(plan.status), baselines={"errors": T0})
+    assert decide_canary(s, with_baseline, T0 + timedelta(seconds=9)).due == ()
+    due = decide_canary(s, with_baseline, T0 + timedelta(seconds=10)).due
+    assert [(d.key, d.since) for d in due] == [("errors", T0)]
+    # A baseline older than the analysis (another step, a retry) does not delay it: due at once.
+    stale = replace(rollout(plan.status), baselines={"errors": T0 - timedelta(seconds=1)})
+    assert [d.key for d in decide_canary(s, stale, T0 + timedelta(seconds=1)).due] == ["errors"]

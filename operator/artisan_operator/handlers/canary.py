@@ -101,15 +101,27 @@ def query_window(metric: MetricSpec) -> str:
     return f"{max(int(parse_duration(metric.interval)), MIN_QUERY_WINDOW_SECONDS)}s"
 
 
+def canary_scraper(memo: Any) -> ScrapeProvider:
+    """This Canary's scrape provider (kopf's memo is per object): it keeps the counter baselines."""
+    scraper: ScrapeProvider = memo.setdefault(SCRAPER_KEY, ScrapeProvider(targets=list))
+    return scraper
+
+
 async def measure(
     context: OperatorContext,
     memo: Any,
     due: tuple[DueMetric, ...],
     substitutions: Mapping[str, str],
     scrape_targets: list[str],
+    *,
+    now: datetime,
 ) -> dict[str, MetricValue]:
-    """Query every due metric concurrently; a provider failure is a sample with an error."""
-    scraper: ScrapeProvider = memo.setdefault(SCRAPER_KEY, ScrapeProvider(targets=list))
+    """Query every due metric concurrently; a provider failure is a sample with an error.
+
+    Without Prometheus the canary fleet's pods are scraped (``scrape_targets``): the builtin
+    errorRate is computed from their own request counters (see ``metrics.providers``).
+    """
+    scraper = canary_scraper(memo)
     scraper.targets = lambda: scrape_targets
     scraper.timeout = context.settings.metric_query_timeout_seconds
 
@@ -124,7 +136,7 @@ async def measure(
         name = metric.provider.builtin.name
         provider = metric_provider(context)
         if provider is None:
-            return await scraper.builtin(name)
+            return await scraper.builtin(name, item.key, now=now, since=item.since)
         return await provider.query(render_query(BUILTIN_PROMQL[name], values))
 
     samples = await asyncio.gather(*(one(item) for item in due))
@@ -334,6 +346,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
         post_events(body, invalid.events)
         return None
     observation, pin_spec = observation_of(body, pin_body, settings, previous)
+    observation = replace(observation, baselines=canary_scraper(memo).baselines())
     if observation.desired_revision is None or observation.stable_revision is None:
         # No target yet, or its first revision is not serving: nothing to roll out, nothing to route.
         target = target_observation(spec.target_ref.name, pin_body)
@@ -353,7 +366,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
             "canary": observation.desired_revision or "",
             "stable": observation.stable_revision or "",
         }
-        samples = await measure(context, memo, plan.due, substitutions, targets)
+        samples = await measure(context, memo, plan.due, substitutions, targets, now=now)
         plan = decide_canary(spec, replace(observation, samples=samples), now)
     notes = await cluster.run(
         apply_canary_plan,

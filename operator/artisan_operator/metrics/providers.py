@@ -10,10 +10,27 @@ Both return :class:`~artisan_operator.policy.analysis.MetricValue`: a number, no
 Inconclusive for the analysis) or an error (retried; too many in a row is Error). Neither raises for a
 failing backend: a provider error is data for the decision, not an exception in the handler.
 
-Builtin metrics are computed from what the gateway exports per track (stable/canary) and variant:
-``artisan_gateway_routed_total{track}``, ``artisan_gateway_upstream_errors_total{track}`` and the
-per-variant sufficient statistics ``artisan_variant_{observations,sum,sum_squares}_total
-{experiment,variant,metric}`` (negative sums in ``metric="<m>_neg"``).
+Sources of the builtin metrics:
+
+- ``errorRate`` comes from the canary fleet's own pods: ``artisan_http_requests_total{route,status}``
+  of the ensemble, counting answers on the serving routes (``/v1/...``; probes and /metrics are left
+  out) and, of those, the 5xx ones. That source works with every router (the gateway, a Gateway API
+  HTTPRoute or the replica ratio: only the gateway router tags requests with a canary track in the
+  gateway's own counters) and it sees a canary that answers 500, where the gateway's
+  ``artisan_gateway_upstream_errors_total`` only counts connections that failed. Prometheus adds the
+  pods' ``namespace`` and ``track`` labels (ServiceMonitor relabelling); the direct scrape reads the
+  canary pods only, so every sample is the canary's.
+- latency and IFRA metrics need Prometheus (histograms and rates over time).
+- the A/B statistics are the gateway's per-variant sufficient statistics
+  ``artisan_variant_{observations,sum,sum_squares}_total{experiment,variant,metric}`` (negative sums
+  in ``metric="<m>_neg"``) and its assignment counter ``artisan_variant_assignments_total
+  {experiment,variant}`` (one per assigned request, for the sample-ratio-mismatch test).
+
+The direct scrape computes ``errorRate`` as the increase of the counters between two calls, per pod
+(a pod new since the last call, or whose counter went down after a restart, counts from zero, as
+PromQL's ``increase`` does). Its first call for a metric only takes that baseline and says so
+(``MetricValue(baseline=True)``); the analysis then measures one interval later. Baselines are kept
+per metric key, so an inline and a background analysis of the same metric do not share one.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import aiohttp
@@ -35,10 +53,13 @@ VectorResult = dict[str, float] | str
 """Label value → value, or an error message."""
 
 BUILTIN_PROMQL: dict[str, str] = {
+    # A healthy canary has no 5xx series at all: "or vector(0)" makes that 0 errors, while no
+    # traffic (an empty or zero denominator) stays empty/NaN, i.e. Inconclusive.
     "errorRate": (
-        'sum(increase(artisan_gateway_upstream_errors_total{track="canary"}[{{window}}])) / '
-        '(sum(increase(artisan_gateway_upstream_errors_total{track="canary"}[{{window}}])) + '
-        'sum(increase(artisan_gateway_routed_total{track="canary"}[{{window}}])))'
+        '(sum(increase(artisan_http_requests_total{namespace="{{namespace}}",track="canary",'
+        'route=~"/v1/.+",status=~"5.."}[{{window}}])) or vector(0)) / '
+        'sum(increase(artisan_http_requests_total{namespace="{{namespace}}",track="canary",'
+        'route=~"/v1/.+"}[{{window}}]))'
     ),
     "latencyP95": (
         "histogram_quantile(0.95, sum by (le) (rate(artisan_http_request_duration_seconds_bucket"
@@ -198,6 +219,53 @@ def select(samples: Sequence[Sample], name: str, matchers: Mapping[str, str]) ->
     return [s for s in samples if s[0] == name and all(s[1].get(k) == v for k, v in matchers.items())]
 
 
+REQUESTS_METRIC = "artisan_http_requests_total"
+SERVING_ROUTE_PREFIX = "/v1/"
+
+Counters = tuple[float, float]
+"""(failed answers, all answers) of the serving routes."""
+
+
+def request_counters(samples: Sequence[Sample]) -> Counters:
+    """5xx answers and all answers on the serving routes (``/v1/...``) in one pod's exposition."""
+    failed = total = 0.0
+    for name, labels, value in samples:
+        if name != REQUESTS_METRIC or not labels.get("route", "").startswith(SERVING_ROUTE_PREFIX):
+            continue
+        total += value
+        if labels.get("status", "").startswith("5"):
+            failed += value
+    return failed, total
+
+
+def counter_increase(before: Mapping[str, Counters], after: Mapping[str, Counters]) -> Counters:
+    """Σ over pods of the counters' increase since ``before``, like PromQL's ``increase``.
+
+    | pod                              | before   | after    | counts   |
+    |----------------------------------|----------|----------|----------|
+    | seen both times                  | (1, 10)  | (3, 30)  | (2, 20)  |
+    | new since the baseline           | –        | (1, 5)   | (1, 5)   |
+    | restarted (the total went down)  | (4, 40)  | (1, 6)   | (1, 6)   |
+    | gone since the baseline          | (4, 40)  | –        | (0, 0)   |
+    """
+    failed = total = 0.0
+    for target, (now_failed, now_total) in after.items():
+        then_failed, then_total = before.get(target, (0.0, 0.0))
+        if now_total < then_total or now_failed < then_failed:
+            then_failed, then_total = 0.0, 0.0  # a reset: the pod restarted
+        failed += now_failed - then_failed
+        total += now_total - then_total
+    return failed, total
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The counters of each scraped pod at one moment (the start of the next delta)."""
+
+    taken_at: datetime
+    counters: dict[str, Counters]
+
+
 @dataclass
 class ScrapeProvider:
     """Reads the targets' /metrics directly; ``targets`` returns the URLs to scrape now."""
@@ -205,7 +273,7 @@ class ScrapeProvider:
     targets: Callable[[], Sequence[str]]
     timeout: float = 3.0
     fetch: Fetch | None = None
-    _previous: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _baselines: dict[str, Baseline] = field(default_factory=dict)
 
     async def _fetch(self, url: str) -> str:
         if self.fetch is not None:
@@ -215,21 +283,29 @@ class ScrapeProvider:
             response.raise_for_status()
             return await response.text()
 
-    async def scrape(self) -> list[Sample] | str:
+    async def scrape_targets(self) -> dict[str, list[Sample] | str] | str:
+        """Each target's samples, or why that target failed; an error when there is no target."""
         urls = list(self.targets())
         if not urls:
             return "no targets to scrape"
         replies = await asyncio.gather(*(self._fetch(u) for u in urls), return_exceptions=True)
-        samples: list[Sample] = []
-        failures = []
+        found: dict[str, list[Sample] | str] = {}
         for url, reply in zip(urls, replies, strict=True):
             if isinstance(reply, BaseException):
-                failures.append(f"{url}: {type(reply).__name__}")
+                found[url] = f"{url}: {type(reply).__name__}"
             else:
                 try:
-                    samples.extend(parse_exposition(reply))
+                    found[url] = parse_exposition(reply)
                 except ValueError as error:
-                    failures.append(f"{url}: unparsable exposition ({error})")
+                    found[url] = f"{url}: unparsable exposition ({error})"
+        return found
+
+    async def scrape(self) -> list[Sample] | str:
+        replies = await self.scrape_targets()
+        if isinstance(replies, str):
+            return replies
+        samples = [s for reply in replies.values() if not isinstance(reply, str) for s in reply]
+        failures = [reply for reply in replies.values() if isinstance(reply, str)]
         if failures and not samples:
             return "scrape failed: " + "; ".join(failures)
         return samples
@@ -259,23 +335,42 @@ class ScrapeProvider:
                 values[labels[label]] = values.get(labels[label], 0.0) + value
         return values
 
-    async def builtin(self, name: str) -> MetricValue:
-        """A builtin metric from the gateway's counters: the ratio of increments since the last call."""
+    def baselines(self) -> dict[str, datetime]:
+        """Metric key → when its baseline was taken (for ``CanaryObservation.baselines``)."""
+        return {key: baseline.taken_at for key, baseline in self._baselines.items()}
+
+    async def builtin(
+        self,
+        name: str,
+        key: str | None = None,
+        *,
+        now: datetime | None = None,
+        since: datetime | None = None,
+    ) -> MetricValue:
+        """A builtin metric from the targets' request counters: the error ratio of the answers given
+        since the last call for ``key`` (default: ``name``). The first call, or one whose baseline is
+        older than ``since`` (a new analysis), only takes the baseline."""
         if name != "errorRate":
             return MetricValue(error=f"builtin {name} needs Prometheus (histograms over time)")
-        samples = await self.scrape()
-        if isinstance(samples, str):
-            return MetricValue(error=samples)
-        errors = sum(
-            s[2] for s in select(samples, "artisan_gateway_upstream_errors_total", {"track": "canary"})
-        )
-        routed = sum(s[2] for s in select(samples, "artisan_gateway_routed_total", {"track": "canary"}))
-        last = self._previous.get(name)
-        self._previous[name] = (errors, routed)
-        if last is None:
-            return MetricValue()  # the first scrape only sets the baseline
-        d_errors, d_total = errors - last[0], (errors - last[0]) + (routed - last[1])
-        return MetricValue(d_errors / d_total) if d_total > 0 else MetricValue()
+        key = key or name
+        now = now or datetime.now(tz=UTC)
+        replies = await self.scrape_targets()
+        if isinstance(replies, str):
+            return MetricValue(error=replies)
+        failures = [reply for reply in replies.values() if isinstance(reply, str)]
+        counters = {url: request_counters(r) for url, r in replies.items() if not isinstance(r, str)}
+        if not counters:
+            return MetricValue(error="scrape failed: " + "; ".join(failures))
+        last = self._baselines.get(key)
+        stale = last is None or (since is not None and last.taken_at < since)
+        # A pod that failed this scrape keeps its old counters: its next delta covers both intervals.
+        kept = {} if last is None or stale else {u: c for u, c in last.counters.items() if u not in counters}
+        self._baselines[key] = Baseline(now, {**kept, **counters})
+        if stale:
+            return MetricValue(baseline=True)
+        assert last is not None
+        failed, total = counter_increase(last.counters, counters)
+        return MetricValue(failed / total) if total > 0 else MetricValue()
 
 
 # ----------------------------------------------------------------------------- sufficient statistics

@@ -50,10 +50,16 @@ TERMINAL_PHASES: frozenset[MeasurementPhase] = frozenset({"Successful", "Failed"
 
 @dataclass(frozen=True)
 class MetricValue:
-    """What a provider returns: a value, nothing (empty result), or an error."""
+    """What a provider returns: a value, nothing (empty result), or an error.
+
+    ``baseline``: the provider only took the starting point of a counter delta (the direct scrape's
+    builtin errorRate); there is nothing to classify yet, and the first measurement is due one
+    interval later. Never recorded as a measurement.
+    """
 
     value: float | None = None
     error: str | None = None
+    baseline: bool = False
 
     @property
     def is_error(self) -> bool:

@@ -88,6 +88,10 @@ class CanaryObservation:
     """Value of the artisan.dev/action annotation, if present."""
     samples: Mapping[str, MetricValue] = field(default_factory=dict)
     """Fresh measurements of the metrics listed as due by the previous call, by metric key."""
+    baselines: Mapping[str, datetime] = field(default_factory=dict)
+    """Metric key → when the provider took the starting point of its counter delta (direct scrape of
+    the builtin errorRate; in this process's memory). The first measurement of a metric whose
+    baseline was taken since its analysis started is due one interval after the baseline."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class DueMetric:
     key: str
     """``<metric>`` for inline analysis, ``background/<metric>`` for the background analysis."""
     metric: MetricSpec
+    since: datetime | None = None
+    """When the metric's analysis started: a provider baseline older than this is stale."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,20 @@ class _Pass:
         """Advance one metric: record a fresh sample, or list it as due; return its phase."""
         result = self.results.get(key)
         due_at = next_due(metric, result, started)
+        baseline = self.obs.baselines.get(key)
+        last = result.measurements[-1] if result is not None and result.measurements else None
+        last_at = (last.finished_at or last.started_at) if last is not None else None
+        fresh = baseline is not None and baseline >= started and (last_at is None or baseline > last_at)
+        if due_at is not None and baseline is not None and fresh:
+            # A baseline newer than the last measurement: measure one full interval after it.
+            due_at = max(due_at, baseline + timedelta(seconds=parse_duration(metric.interval)))
         if due_at is not None and due_at <= self.now:
             sample = self.obs.samples.get(key)
             if sample is None:
-                self.due.append(DueMetric(key, metric))
+                self.due.append(DueMetric(key, metric, started))
+            elif sample.baseline:
+                # Only the counters' starting point: the first measurement is one interval away.
+                due_at = self.now + timedelta(seconds=parse_duration(metric.interval))
             else:
                 result = record(metric, result, sample, self.now, count=count, name=key)
                 self.results[key] = result
