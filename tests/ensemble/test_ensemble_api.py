@@ -477,3 +477,25 @@ def test_a_primary_failing_mid_request_counts_one_switch_to_the_stale_cache(
     text = client.get("/metrics").text
     assert 'hybrid_switch_total{from_mode="fast",to_mode="cache"} 1.0' in text
     assert 'artisan_cache_hits_total{kind="stale"} 1.0' in text
+
+
+def test_the_keyword_pre_parse_runs_once_per_request(
+    catalog: IngredientCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-request overhead: the prompt hints, the rule-based brief and validation share one parse."""
+    import artisan_ensemble.ensemble.validation as validation
+    import artisan_ensemble.service as service_module
+
+    calls: list[str] = []
+    real = service_module.keyword_parse
+
+    def counting(text: str, language: Any = None) -> Any:
+        calls.append(text)
+        return real(text, language)
+
+    monkeypatch.setattr(service_module, "keyword_parse", counting)
+    monkeypatch.setattr(validation, "keyword_parse", counting)
+    with TestClient(make_app(fake_generators(primary=GARBAGE), catalog)) as client:
+        body = brief(client, "상큼한 레몬 once", "balanced")
+    assert body["briefSource"] == "keywords"  # the garbage path: prompt, retry prompt, fallback, rules
+    assert calls == ["상큼한 레몬 once"]

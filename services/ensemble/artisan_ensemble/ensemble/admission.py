@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -24,12 +24,21 @@ class Ticket:
 
 
 class AdmissionController:
-    def __init__(self, max_concurrent: int, max_waiting: int, retry_after_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        max_concurrent: int,
+        max_waiting: int,
+        retry_after_seconds: float = 1.0,
+        *,
+        on_reject: Callable[[], object] | None = None,
+    ) -> None:
         if max_concurrent < 1 or max_waiting < 0:
             raise ValueError("max_concurrent must be ≥ 1 and max_waiting ≥ 0")
         self.max_concurrent = max_concurrent
         self.max_waiting = max_waiting
         self.retry_after_seconds = retry_after_seconds
+        self.on_reject = on_reject
+        """Called for every refused request (the owner's rejection counter)."""
         self._slots = asyncio.Semaphore(max_concurrent)
         self.running = 0
         self.waiting = 0
@@ -42,6 +51,8 @@ class AdmissionController:
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[Ticket]:
         if self.running >= self.max_concurrent and self.waiting >= self.max_waiting:
+            if self.on_reject is not None:
+                self.on_reject()
             raise OverloadedError(self.retry_after_seconds)
         started = time.perf_counter()
         self.waiting += 1
