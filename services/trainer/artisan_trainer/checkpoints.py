@@ -24,6 +24,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,22 @@ class CheckpointManager:
             except CheckpointError as exc:
                 message = str(exc)
                 log.error("%s; trying the previous checkpoint", message)
+                self.refused.append(message)
+        return None
+
+    def load_first_valid(self, steps: Sequence[int]) -> tuple[CheckpointRecord, dict[str, Any]] | None:
+        """The first of ``steps`` (a kept checkpoint, else the best one) that passes every check."""
+        for step in steps:
+            record = next((r for r in self.records if r.step == step), None)
+            if record is None and self.best is not None and self.best.step == step:
+                record = self.best
+            if record is None:
+                continue
+            try:
+                return record, self._load_record(record)
+            except CheckpointError as exc:
+                message = str(exc)
+                log.error("%s; trying the next rollback candidate", message)
                 self.refused.append(message)
         return None
 

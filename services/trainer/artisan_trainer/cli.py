@@ -5,8 +5,15 @@ Every flag has an ``ARTISAN_TRAINER_*`` environment equivalent (``ARTISAN_TRAINE
 ``ARTISAN_TRAINER_METRICS_PORT``, ``ARTISAN_TRAINER_SUMMARY_JSON``, ``ARTISAN_TRAINER_RESUME``);
 runtime fields too (``ARTISAN_TRAINER_NUM_ENVS``, ``ARTISAN_TRAINER_SEED``, ...).
 
-Exit codes: 0 done (or stopped by SIGTERM after a checkpoint), 2 invalid configuration,
-3 rollbacks exhausted (the operator marks the run Failed).
+Exit codes (the operator reads them, and the termination message, to set the run's phase):
+
+| code | meaning                                                                              |
+|------|--------------------------------------------------------------------------------------|
+| 0    | done, or stopped by SIGTERM after a checkpoint                                       |
+| 1    | unexpected error (the termination message says which)                               |
+| 2    | invalid configuration, unknown env, or unusable checkpoint directory                 |
+| 3    | rollbacks exhausted: an anomaly after ``maxRollbacks`` rollbacks (the run Failed)     |
+| 4    | no rollback target: an anomaly, but no checkpoint could be loaded to go back to      |
 """
 
 from __future__ import annotations
@@ -30,7 +37,11 @@ from artisan_trainer.config import ConfigError, TrainerConfig, apply_override, l
 from artisan_trainer.ppo import PPOTrainer, RollbackRecord, TrainingHooks, UpdateStats
 from artisan_trainer.server import MetricsServer, TrainerMetrics
 
-EXIT_OK, EXIT_CONFIG, EXIT_ROLLBACKS_EXHAUSTED = 0, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_ROLLBACKS_EXHAUSTED, EXIT_NO_ROLLBACK_TARGET = 0, 1, 2, 3, 4
+STATUS_EXIT_CODES = {
+    "rollbacks_exhausted": EXIT_ROLLBACKS_EXHAUSTED,
+    "no_rollback_target": EXIT_NO_ROLLBACK_TARGET,
+}
 log = logging.getLogger("artisan_trainer")
 
 
@@ -218,7 +229,7 @@ def train(args: argparse.Namespace) -> int:
     if args.summary_json is not None:
         atomic_write_bytes(args.summary_json, (json.dumps(document, indent=2) + "\n").encode())
     print(json.dumps({"event": "summary", **document}), flush=True)
-    return EXIT_ROLLBACKS_EXHAUSTED if summary.status == "rollbacks_exhausted" else EXIT_OK
+    return STATUS_EXIT_CODES.get(summary.status, EXIT_OK)
 
 
 def fit_reward_model_command(args: argparse.Namespace) -> int:

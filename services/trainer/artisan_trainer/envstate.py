@@ -30,8 +30,16 @@ def _chain(env: gym.Env[Any, Any]) -> list[object]:
     return chain
 
 
+def _is_checker(obj: object) -> bool:
+    """gymnasium's PassiveEnvChecker: its state is "checked yet?" plus the previous step's data (a
+    tuple, so not captured); restoring the first flags without that data breaks its next step."""
+    return isinstance(obj, gym.wrappers.PassiveEnvChecker)
+
+
 def _capture(obj: object) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if _is_checker(obj):
+        return out
     for key, value in vars(obj).items():
         if isinstance(value, np.random.Generator):
             out[key] = {_GENERATOR: json.dumps(value.bit_generator.state)}
@@ -66,5 +74,7 @@ def restore_env(env: gym.Env[Any, Any], snapshot: list[dict[str, Any]]) -> None:
     if len(chain) != len(snapshot):
         raise ValueError(f"env wrapper chain has {len(chain)} levels, the snapshot {len(snapshot)}")
     for obj, attributes in zip(chain, snapshot, strict=True):
+        if _is_checker(obj):
+            continue  # older snapshots hold its flags; the live ones are consistent with its data
         for key, value in attributes.items():
             setattr(obj, key, _restore_value(value))

@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -50,16 +51,17 @@ from artisan_trainer.rollback import (
     DetectorSettings,
     DetectorState,
     can_roll_back,
-    choose_rollback_target,
     detect_reward_drop,
     learning_rate_scale_after,
     observe_update,
     relative_value_loss,
     reset_streaks,
+    rollback_candidates,
 )
 from artisan_trainer.schedules import entropy_coef_at, learning_rate_at
 
 _fragrance_env.register()
+log = logging.getLogger(__name__)
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 RETURN_WINDOW = 100
@@ -198,8 +200,13 @@ class TrainingSummary:
     wall_seconds: float
     device: str
     status: str
+    """completed, interrupted (SIGTERM), rollbacks_exhausted or no_rollback_target."""
     rollbacks: list[RollbackRecord] = field(default_factory=list)
     checkpoints: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    """Why the run stopped early; empty when it completed or was interrupted."""
+    failed_rollback: RollbackRecord | None = None
+    """The rollback that was needed but not done (target_step −1)."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -296,6 +303,10 @@ class PPOTrainer:
         self.episodes = 0
         self.lr_scale = 1.0
         self.rollbacks: list[RollbackRecord] = []
+        self.failed_rollback: RollbackRecord | None = None
+        """The rollback that was needed but could not be done (exhausted, or no target)."""
+        self.message = ""
+        """Why the run stopped early (empty when it did not)."""
         self.detector = DetectorState()
         self.detector_settings = DetectorSettings.from_spec(
             config.rollback,
@@ -392,8 +403,9 @@ class PPOTrainer:
             # 5. stability: roll back on an anomaly, otherwise checkpoint on schedule
             anomaly = self._detect(stats)
             if anomaly is not None:
-                if not self._roll_back(anomaly):
-                    status = "rollbacks_exhausted"
+                failed = self._roll_back(anomaly)
+                if failed is not None:
+                    status = failed
                     break
                 continue
             if (
@@ -511,26 +523,32 @@ class PPOTrainer:
             )
         return injected or anomaly
 
-    def _roll_back(self, anomaly: Anomaly) -> bool:
-        """Restore the target checkpoint; False when no rollback is left (or no target exists)."""
+    def _roll_back(self, anomaly: Anomaly) -> str | None:
+        """Restore a checkpoint from before the anomaly; None when done, else the status that ends the run.
+
+        The restored state is saved again at once, now carrying the rollback history and the lowered
+        learning rate, so a crash right after a rollback cannot forget either (maxRollbacks holds
+        across restarts).
+        """
         spec = self.config.rollback
-        target = choose_rollback_target(self.checkpoints.steps, anomaly.since_step, spec.steps_back)
-        exhausted = not can_roll_back(len(self.rollbacks), spec)
-        state = (
-            None if exhausted or target is None else self.checkpoints.load_latest_valid(at_or_before=target)
+        if not can_roll_back(len(self.rollbacks), spec):
+            return self._rollback_failed(anomaly, "rollbacks_exhausted", f"maxRollbacks={spec.max_rollbacks}")
+        best = self.checkpoints.best
+        candidates = rollback_candidates(
+            self.checkpoints.steps, anomaly.since_step, spec.steps_back, best.step if best else None
         )
-        if state is None:
-            self.hooks.on_rollback(
-                RollbackRecord(self.step, anomaly.reason.value, -1, "", anomaly.detail),
-                len(self.rollbacks),
-                True,
+        loaded = self.checkpoints.load_first_valid(candidates)
+        if loaded is None:
+            tried = ", ".join(map(str, candidates)) or "none kept"
+            return self._rollback_failed(
+                anomaly, "no_rollback_target", f"no loadable checkpoint (tried steps: {tried})"
             )
-            return False
+        source, state = loaded
         record = RollbackRecord(
             step=self.step,
             reason=anomaly.reason.value,
             target_step=int(state["step"]),
-            target_checkpoint=f"ckpt-{int(state['step']):012d}.pt",
+            target_checkpoint=source.file,
             detail=anomaly.detail,
         )
         history = [*self.rollbacks, record]
@@ -539,9 +557,26 @@ class PPOTrainer:
         self.lr_scale = learning_rate_scale_after(len(history), self.config.runtime.rollback_lr_factor)
         self.detector = reset_streaks(self.detector)
         self.checkpoints.discard_after(self.step)
-        self.last_checkpoint_step = self.step
+        self._save_checkpoint(force=True)  # persists the history and lr_scale (see the docstring)
+        log.warning(
+            "rollback #%d at step %d (%s: %s) to step %d from %s; learning rate × %g",
+            len(history), record.step, record.reason, record.detail, record.target_step,
+            record.target_checkpoint, self.lr_scale,
+        )  # fmt: skip
         self.hooks.on_rollback(record, len(history), not can_roll_back(len(history), spec))
-        return True
+        return None
+
+    def _rollback_failed(self, anomaly: Anomaly, status: str, why: str) -> str:
+        record = RollbackRecord(self.step, anomaly.reason.value, -1, "", f"{anomaly.detail}; {why}")
+        self.failed_rollback = record
+        exhausted = status == "rollbacks_exhausted"
+        self.message = (
+            f"{'rollbacks exhausted' if exhausted else 'no rollback target'} at step {self.step}: "
+            f"{anomaly.reason.value} ({anomaly.detail}); {why}"
+        )
+        log.error("%s", self.message)
+        self.hooks.on_rollback(record, len(self.rollbacks), exhausted)
+        return status
 
     # -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -636,6 +671,8 @@ class PPOTrainer:
                 "kept": [r.file for r in self.checkpoints.records],
                 "refused": list(self.checkpoints.refused),
             },
+            message=self.message,
+            failed_rollback=self.failed_rollback,
         )
 
     def close(self) -> None:

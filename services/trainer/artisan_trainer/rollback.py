@@ -17,6 +17,8 @@ Each trigger is built to ignore noise:
 
 Where to go back: checkpoints saved at or after the step where the anomaly began are suspect;
 ``stepsBack = 1`` picks the newest checkpoint before that step, 2 the one before it, and so on.
+When none precedes it, the best checkpoint (if older) or else the oldest kept one is used (see
+:func:`rollback_candidates`); only a directory with no loadable checkpoint has no target.
 After a rollback the learning rate is multiplied by ``rollbackLrFactor`` (0.5 by default,
 cumulative), so the same blow-up is not replayed at the same step size.
 
@@ -159,12 +161,47 @@ def detect_reward_drop(
     return None
 
 
-def choose_rollback_target(checkpoint_steps: Sequence[int], since_step: int, steps_back: int) -> int | None:
-    """The checkpoint step to restore: the ``steps_back``-th newest one saved before ``since_step``."""
-    eligible = sorted(step for step in checkpoint_steps if step < since_step)
-    if len(eligible) < steps_back:
-        return eligible[0] if eligible else None
-    return eligible[-steps_back]
+def rollback_candidates(
+    checkpoint_steps: Sequence[int], since_step: int, steps_back: int, best_step: int | None = None
+) -> list[int]:
+    """The checkpoint steps to try restoring, in order (the next one is tried when one is refused).
+
+    1. kept checkpoints saved before ``since_step``: the ``steps_back``-th newest first (the oldest
+       when fewer are kept), then the older ones, then the newer ones still before ``since_step``;
+    2. the best checkpoint, when it was saved before ``since_step``;
+    3. fallback when nothing before ``since_step`` loads (a reward drop dated from the first of its
+       ``window`` episodes can precede every kept checkpoint): the kept checkpoints oldest first
+       (the earliest holds the least of the anomaly), then the best one.
+
+    Worked examples:
+
+    | kept             | best | since | stepsBack | candidates            | why                              |
+    |------------------|------|-------|-----------|-----------------------|----------------------------------|
+    | 0, 2048, 4096    | —    | 4096  | 1         | 2048, 0, 4096         | newest before the anomaly first  |
+    | 0, 2048, 4096    | —    | 4096  | 2         | 0, 2048, 4096         | second newest, then the newer    |
+    | 8192, 10240      | 2048 | 6000  | 1         | 2048, 8192, 10240     | only best predates the anomaly   |
+    | 8192, 10240      | —    | 6000  | 1         | 8192, 10240           | nothing predates it: oldest kept |
+    | 8192, 10240      | 9000 | 6000  | 1         | 8192, 10240, 9000     | best is suspect too: last        |
+    | —                | —    | 6000  | 1         | —                     | no target at all                 |
+    """
+    kept = sorted(set(checkpoint_steps))
+    eligible = [step for step in kept if step < since_step]
+    first = max(len(eligible) - steps_back, 0)
+    ordered = eligible[first::-1] + eligible[first + 1 :]
+    if best_step is not None and best_step < since_step and best_step not in ordered:
+        ordered.append(best_step)
+    ordered += [step for step in kept if step >= since_step]
+    if best_step is not None and best_step not in ordered:
+        ordered.append(best_step)
+    return ordered
+
+
+def choose_rollback_target(
+    checkpoint_steps: Sequence[int], since_step: int, steps_back: int, best_step: int | None = None
+) -> int | None:
+    """The first of :func:`rollback_candidates` (None when there is no checkpoint at all)."""
+    candidates = rollback_candidates(checkpoint_steps, since_step, steps_back, best_step)
+    return candidates[0] if candidates else None
 
 
 def can_roll_back(rollbacks_done: int, spec: RollbackSpec) -> bool:
