@@ -335,9 +335,6 @@ def test_target_missing_is_degraded() -> None:
 @pytest.mark.parametrize(
     ("router", "weight", "replicas", "expected"),
     [
-        ({"replicas": {}}, 25, 4, 1),
-        ({"replicas": {}}, 50, 5, 2),
-        ({"replicas": {}}, 0, 4, 0),
         ({}, 0, 4, 1),
         ({}, 30, 10, 3),
         ({"gatewayAPI": {"httpRoute": "r"}}, 31, 10, 4),
@@ -371,3 +368,41 @@ def test_a_provider_baseline_is_no_measurement_and_moves_the_first_one_an_interv
     # A baseline older than the analysis (another step, a retry) does not delay it: due at once.
     stale = replace(rollout(plan.status), baselines={"errors": T0 - timedelta(seconds=1)})
     assert [d.key for d in decide_canary(s, stale, T0 + timedelta(seconds=1)).due] == ["errors"]
+
+
+REPLICA_ROWS = re.findall(
+    r"^\| (\d+) +\| (\d+) +\| (\d+)[^|]*\| (\d+)% +\|$", canary_module.__doc__ or "", re.MULTILINE
+)
+
+
+def test_replica_table_is_documented() -> None:
+    assert len(REPLICA_ROWS) >= 6
+
+
+@pytest.mark.parametrize(("weight", "replicas", "pods", "share"), REPLICA_ROWS)
+def test_replica_router_pod_arithmetic_table(weight: str, replicas: str, pods: str, share: str) -> None:
+    """Docstring rows: the canary's share of the pods is its weight, the stable fleet keeps R."""
+    s = spec(STEPS, trafficRouting={"replicas": {}})
+    canary = canary_replicas(s, int(weight), int(replicas))
+    assert canary == int(pods)
+    assert round(100 * canary / (canary + int(replicas))) == int(share)
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3, 4, 5, 8, 10])
+@pytest.mark.parametrize("weight", [1, 5, 10, 20, 25, 30, 40, 50])
+def test_replica_router_share_is_at_least_the_weight_and_the_fewest_pods_that_give_it(
+    weight: int, replicas: int
+) -> None:
+    s = spec(STEPS, trafficRouting={"replicas": {}})
+    canary = canary_replicas(s, weight, replicas)
+    assert canary / (canary + replicas) >= weight / 100
+    assert (canary - 1) / (canary - 1 + replicas) < weight / 100  # one pod fewer is below the weight
+
+
+def test_replica_router_abort_removes_the_canary_pods_at_once() -> None:
+    s = spec(STEPS, trafficRouting={"replicas": {}}, abortScaleDownDelaySeconds=30)
+    plan = decide(s, rollout(), T0)
+    assert plan.canary_replicas == 1  # 10% of 4 replicas: 1 pod of 5
+    plan = advance(s, plan, T0 + timedelta(seconds=5), action="abort")
+    assert (plan.status.phase, plan.weight, plan.canary_replicas) == ("Degraded", 0, 0)
+    assert plan.requeue_after is None  # nothing left to scale down later

@@ -11,6 +11,7 @@ it is reported as a conflict.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -156,10 +157,29 @@ def apply_child(
     else:
         patch = pick_paths(desired, child.patchable)
         patch.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = wanted_hash
+    patch = with_removed_keys(patch, existing, child.replaced_maps)
     ops.patch(
         name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False, _request_timeout=timeout
     )
     return ApplyOutcome(kind, name, "updated")
+
+
+def with_removed_keys(patch: Manifest, existing: Manifest, paths: Sequence[str]) -> Manifest:
+    """``patch`` with a null (remove) for each key of the maps at ``paths`` that ``existing`` has and
+    the patch lacks; the input is not changed."""
+    if not paths:
+        return patch
+    patch = copy.deepcopy(patch)
+    for path in paths:
+        keys = path.split(".")
+        live: Any = existing
+        wanted: Any = patch
+        for key in keys:
+            live = live.get(key) if isinstance(live, dict) else None
+            wanted = wanted.get(key) if isinstance(wanted, dict) else None
+        if isinstance(live, dict) and isinstance(wanted, dict):
+            wanted.update(dict.fromkeys(live.keys() - wanted.keys()))
+    return patch
 
 
 def outcome_events(outcomes: Sequence[ApplyOutcome]) -> list[EventNote]:

@@ -157,8 +157,9 @@ def deployment_observation(deployment: Manifest) -> DeploymentObservation:
     )
 
 
-def canary_targets(cluster: ClusterClient, namespace: str, model_pin: str) -> bool:
-    """Whether a Canary in the namespace targets ``model_pin`` (its spec changes go through it)."""
+def canary_routers(cluster: ClusterClient, namespace: str, model_pin: str) -> set[str]:
+    """The traffic routers (gateway, gatewayAPI, replicas) of the Canaries targeting ``model_pin``;
+    empty when none does (a targeted ModelPin's spec changes go through its Canary)."""
     raw = decode(
         cluster.custom.list_namespaced_custom_object(
             GROUP,
@@ -169,15 +170,21 @@ def canary_targets(cluster: ClusterClient, namespace: str, model_pin: str) -> bo
             _request_timeout=cluster.request_timeout,
         )
     )
-    return any(
-        ((item.get("spec") or {}).get("targetRef") or {}).get("name") == model_pin
-        and not (item.get("metadata") or {}).get("deletionTimestamp")
+    return {
+        _router((item.get("spec") or {}).get("trafficRouting") or {})
         for item in raw.get("items") or []
-    )
+        if ((item.get("spec") or {}).get("targetRef") or {}).get("name") == model_pin
+        and not (item.get("metadata") or {}).get("deletionTimestamp")
+    }
+
+
+def _router(routing: Manifest) -> str:
+    return next((key for key in ("replicas", "gatewayAPI") if routing.get(key) is not None), "gateway")
 
 
 def observe_model_pin(cluster: ClusterClient, namespace: str, name: str) -> ModelPinObservation:
-    guarded = canary_targets(cluster, namespace, name)
+    routers = canary_routers(cluster, namespace, name)
+    guarded, replica_routed = bool(routers), "replicas" in routers
     try:
         raw = decode(
             cluster.apps.read_namespaced_deployment(
@@ -189,9 +196,11 @@ def observe_model_pin(cluster: ClusterClient, namespace: str, name: str) -> Mode
         )
     except ApiException as error:
         if error.status == 404:
-            return ModelPinObservation(canary_guarded=guarded)
+            return ModelPinObservation(canary_guarded=guarded, replica_routed=replica_routed)
         raise
-    return ModelPinObservation(deployment=deployment_observation(raw), canary_guarded=guarded)
+    return ModelPinObservation(
+        deployment=deployment_observation(raw), canary_guarded=guarded, replica_routed=replica_routed
+    )
 
 
 def observe_target(cluster: ClusterClient, namespace: str, name: str) -> TargetObservation:

@@ -237,7 +237,17 @@ def with_fleet_overrides(deployment: Manifest, overrides: FleetOverrides) -> Man
     return {**deployment, "spec": spec}
 
 
-def build_ensemble_service(owner: Owner) -> Manifest:
+def service_selector(owner: Owner, *, both_tracks: bool = False) -> dict[str, str]:
+    """Pods the ModelPin's Service sends traffic to: the stable fleet, or with ``both_tracks`` (a
+    Canary routing by replica ratio) the stable and the canary pods. The Deployment's own selector
+    keeps the track (it is immutable, and two Deployments must not select each other's pods)."""
+    selector = ensemble_selector(owner)
+    if both_tracks:
+        del selector[TRACK_LABEL]
+    return selector
+
+
+def build_ensemble_service(owner: Owner, *, both_tracks: bool = False) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -248,7 +258,7 @@ def build_ensemble_service(owner: Owner) -> Manifest:
         ),
         "spec": {
             "type": "ClusterIP",
-            "selector": ensemble_selector(owner),
+            "selector": service_selector(owner, both_tracks=both_tracks),
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }

@@ -32,9 +32,24 @@ A manual action is the value of the ``artisan.dev/action`` annotation (``promote
 ``abort``, ``retry``, optionally suffixed ``@<anything>`` to repeat the same action). It is applied
 once: the status records it in ``lastAction`` and the handler then removes the annotation.
 
-Replicas: with a traffic router the canary Deployment runs ceil(weight% × replicas) pods (at least
-one, so analysis can start before traffic moves) while the stable fleet keeps all its replicas; with
-the replica router the share of pods is the share of traffic: round(weight% × replicas).
+Replicas: the stable fleet always keeps all its R replicas (100% capacity). With a traffic router the
+canary Deployment runs ceil(w% × R) pods (at least one, so analysis can start before traffic moves).
+With the replica router (no router: the ModelPin's Service selects the pods of both tracks) the share
+of pods is the share of traffic, so the canary runs c = ceil(w·R / (100 − w)) pods next to the R
+stable ones, making c / (R + c) ≥ w%, capped at R (a 50/50 split: more canary pods than stable ones
+would cost a GPU fleet many times over for a few points of traffic; the promotion moves the rest).
+An abort removes the replica router's canary pods at once (its traffic can only be removed with
+them); the other routers keep them for ``abortScaleDownDelaySeconds``.
+
+| w (replicas router) | R | canary pods | canary share of pods |
+|---------------------|---|-------------|----------------------|
+| 0                   | 4 | 0           | 0%                   |
+| 10                  | 4 | 1           | 20%                  |
+| 25                  | 4 | 2           | 33%                  |
+| 50                  | 4 | 4           | 50%                  |
+| 20                  | 8 | 2           | 20%                  |
+| 75                  | 4 | 4 (cap R)   | 50%                  |
+| 100                 | 4 | 4           | 50%                  |
 """
 
 from __future__ import annotations
@@ -132,7 +147,9 @@ def parse_action(value: str | None) -> CanaryAction | None:
 def canary_replicas(spec: CanarySpec, weight: int, replicas: int) -> int:
     """Canary pods for this weight (see the module docstring)."""
     if spec.traffic_routing.router == "replicas":
-        return round(weight * replicas / 100)
+        if weight >= 100:
+            return replicas
+        return min(replicas, math.ceil(weight * replicas / (100 - weight)))
     return max(1, math.ceil(weight * replicas / 100))
 
 
@@ -364,6 +381,8 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     def aborted(reason: str, since: datetime) -> CanaryPlan:
         nonlocal conditions
         scale_down_at = since + timedelta(seconds=spec.abort_scale_down_delay_seconds)
+        if spec.traffic_routing.router == "replicas":
+            scale_down_at = since  # its canary pods are its traffic: removed at once
         replicas = 0 if now >= scale_down_at else canary_replicas(spec, max(weight, 1), obs.replicas)
         conditions = set_condition(
             conditions, ABORTED, "True", ABORTED, reason, now=now, generation=generation

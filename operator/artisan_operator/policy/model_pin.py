@@ -27,7 +27,9 @@ at most 10): records of past actions, the only part of the status read back.
 When a Canary targets the ModelPin (``observation.canary_guarded``) and a stable revision exists,
 the stable fleet keeps serving ``status.stable``'s pins (models, policy, image) at full capacity and
 the spec's pins run only in the Canary's canary fleet; ``status.stable`` then changes only when the
-Canary promotes (it writes the record), never here.
+Canary promotes (it writes the record), never here. When that Canary routes by replica ratio
+(``observation.replica_routed``), the Service selects the pods of both tracks, so traffic splits
+by pod count.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ class ModelPinObservation:
     deployment: DeploymentObservation | None = None
     canary_guarded: bool = False
     """A Canary targets this ModelPin: spec changes reach the stable fleet only through it."""
+    replica_routed: bool = False
+    """A Canary with ``trafficRouting.replicas`` targets it: the Service selects both tracks."""
 
 
 def serving_spec(spec: ModelPinSpec, previous: ModelPinStatus, guarded: bool) -> ModelPinSpec:
@@ -191,7 +195,10 @@ def decide_model_pin(
     children = (
         EnsureChild(build_pin_configmap(owner, serving)),
         EnsureChild(deployment_manifest),
-        EnsureChild(build_ensemble_service(owner)),
+        EnsureChild(
+            build_ensemble_service(owner, both_tracks=observation.replica_routed),
+            replaced_maps=("spec.selector",),
+        ),
         # Only the pin.json key: the Canary and ABExperiment loops own the other keys.
         EnsureChild(
             build_routing_configmap(owner, serving, revision=revision, mode_ceiling=previous.mode_ceiling),

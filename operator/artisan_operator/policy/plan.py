@@ -29,10 +29,15 @@ class EnsureChild:
     ``patchable`` lists the dotted paths that may be patched when the desired content changes
     (``None``: the whole manifest). Jobs and PVCs are mostly immutable after creation, so only
     their labels, annotations and a few mutable fields are ever patched.
+
+    ``replaced_maps`` lists dotted paths of maps the patch replaces whole: keys the live object has
+    and the manifest lacks are removed (a JSON merge patch alone keeps them), e.g. a Service's
+    ``spec.selector`` that drops a label.
     """
 
     manifest: Manifest
     patchable: tuple[str, ...] | None = None
+    replaced_maps: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
