@@ -3,11 +3,13 @@ test sets, a real Prometheus scraping it, and the operator restarting the Job fr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
+from artisan_operator.sandbox.runtime import SIMULATED_TERMINATION_ANNOTATION
 from artisan_operator.sandbox.testing import wait_for
 
 from .conftest import NS, Control, condition, unique
@@ -145,3 +147,70 @@ def test_manual_rollback_annotation_is_applied_once(
     assert len(operator_records(control, run)) == 1
     assert job(control, run, 2) is None
     assert len(control.posted_events(run, "RolledBack")) == 1
+
+
+def terminate(control: Control, pod: str, exit_code: int, message: dict[str, Any] | str) -> None:
+    """End the simulated trainer container with an exit code and a termination message."""
+    text = message if isinstance(message, str) else json.dumps(message)
+    value = json.dumps({"exitCode": exit_code, "message": text})
+    body = {"metadata": {"annotations": {SIMULATED_TERMINATION_ANNOTATION: value}}}
+    control.core.patch_namespaced_pod(pod, NS, body)
+
+
+def test_trainer_exiting_exhausted_is_rolled_back_from_its_final_checkpoint(
+    control: Control, exporter: ControlledExporter, prometheus: PrometheusServer
+) -> None:
+    """Everything after the last scrape (step 1700, a checkpoint at 1650, two in-process rollbacks)
+    arrives in the termination message; exit code 3 is the trainer's exhaustion, not a pod failure."""
+    run = unique("tr")
+    running_at(control, exporter, prometheus, run)
+    final = {
+        "step": 1700,
+        "rewardMA": 1.25,
+        "lastCheckpoint": 1650,
+        "bestCheckpoint": 1500,
+        "rollbacks": [
+            {"step": 1620, "reason": "kl_divergence", "toStep": 1500},
+            {"step": 1690, "reason": "reward_drop", "toStep": 1650},
+        ],
+        "outcome": "RollbacksExhausted",
+        "message": "in-process rollbacks exhausted (2 of 2)",
+    }
+    terminate(control, pod_of(run, 0), 3, final)
+    restarted = wait_for(lambda: job(control, run, 1), timeout=15, message="the Job of attempt 1")
+    assert args(restarted)[-2:] == ["--resume-from-step", "1650"]
+    (record,) = operator_records(control, run)
+    assert (record["reason"], record["step"], record["toStep"]) == ("TrainerRollbacksExhausted", 1700, 1650)
+    trainer = [
+        (r["step"], r["reason"], r["toStep"])
+        for r in status(control, run)["rollbacks"]
+        if r["source"] == "trainer"
+    ]
+    assert trainer == [(1620, "kl_divergence", 1500), (1690, "reward_drop", 1650)]
+    shown = status(control, run)
+    assert (shown["step"], shown["rewardMa"], shown["lastCheckpoint"]["step"]) == (1700, 1.25, 1650)
+    assert "exhausted (2 of 2)" in condition(control.get("trainingruns", run), "RolledBack")["message"]  # type: ignore[index]
+
+
+def test_final_values_of_a_finished_trainer_reach_status(
+    control: Control, exporter: ControlledExporter, prometheus: PrometheusServer
+) -> None:
+    run = unique("tr")
+    running_at(control, exporter, prometheus, run)
+    final = {
+        "step": 100000,
+        "rewardMA": 3.5,
+        "lastCheckpoint": 100000,
+        "bestCheckpoint": 99500,
+        "rollbacks": [],
+        "outcome": "Succeeded",
+        "message": "finished",
+    }
+    terminate(control, pod_of(run, 0), 0, final)
+    done = wait_for(
+        lambda: (s := status(control, run)).get("phase") == "Succeeded" and s, timeout=15, message="Succeeded"
+    )
+    assert (done["step"], done["rewardMa"]) == (100000, 3.5)
+    assert (done["lastCheckpoint"]["step"], done["bestCheckpoint"]["step"]) == (100000, 99500)
+    assert done["rollbacks"] == []
+    assert job(control, run, 1) is None

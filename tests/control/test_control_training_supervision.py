@@ -8,13 +8,24 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from artisan_operator.api.training_run import CheckpointRef, TrainingRunSpec, TrainingRunStatus
+from artisan_operator.manifests.common import Owner
 from artisan_operator.policy import training_supervision as module
+from artisan_operator.policy.training_run import (
+    JobObservation,
+    PodObservation,
+    SupervisionInput,
+    TrainingRunDecision,
+    TrainingRunObservation,
+    decide_supervised_training_run,
+)
 from artisan_operator.policy.training_supervision import (
     SupervisionObservation,
     SupervisionPlan,
     SupervisionSettings,
     TrainerJobState,
     TrainerMetrics,
+    only_scrape_values_changed,
+    parse_termination_message,
     supervise_training,
 )
 
@@ -102,6 +113,48 @@ def case_trainer_exhausted() -> None:
         metrics=TrainerMetrics(step=1600, rollbacks_exhausted=True),
     )
     _rolled_back(plan, "TrainerRollbacksExhausted")
+
+
+FINAL = (
+    '{"step": 1700, "rewardMA": 2.5, "lastCheckpoint": 1650, "bestCheckpoint": 1000,'
+    ' "rollbacks": [{"step": 1620, "reason": "kl_divergence", "toStep": 1500},'
+    ' {"step": 1690, "reason": "kl_divergence", "toStep": 1650}], "outcome": "%s", "message": "%s"}'
+)
+
+
+def ended(exit_code: int, outcome: str, message: str = "done") -> TrainerJobState:
+    end = parse_termination_message(FINAL % (outcome, message), exit_code)
+    failed = 0 if exit_code == 0 else 1
+    return TrainerJobState("run-0", succeeded=1 - failed, failed=failed, termination=end)
+
+
+def case_exit_exhausted() -> None:
+    # Exit code 3 after the last scrape (step 1600, checkpoint 1500): the final message wins.
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), ended(3, "RollbacksExhausted", "3 rollbacks"))
+    assert plan.restart is not None
+    assert plan.restart.resume_from == CheckpointRef(step=1650)
+    trainer = [
+        (r.step, r.reason, r.to_step, r.attempt) for r in plan.status.rollbacks if r.source == "trainer"
+    ]
+    assert trainer == [(1620, "kl_divergence", 1500, 0), (1690, "kl_divergence", 1650, 0)]
+    record = plan.status.rollbacks[-1]
+    assert (record.reason, record.source, record.step, record.to_step) == (
+        "TrainerRollbacksExhausted",
+        "operator",
+        1700,
+        1650,
+    )
+    assert "3 rollbacks" in (plan.status.message or "")
+    assert [e.reason for e in plan.events] == ["RolledBack"] * 3  # two in-process, one operator
+
+
+def case_exit_final_values() -> None:
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), ended(0, "Succeeded"))
+    s = plan.status
+    assert (s.phase, s.step, s.reward_ma) == ("Succeeded", 1700, 2.5)
+    assert (s.last_checkpoint, s.best_checkpoint) == (CheckpointRef(step=1650), CheckpointRef(step=1000))
+    assert len([r for r in s.rollbacks if r.source == "trainer"]) == 2
+    assert plan.write_status
 
 
 def case_rollbacks_exhausted() -> None:
@@ -206,6 +259,82 @@ def test_metric_only_writes_are_throttled_to_one_per_five_seconds() -> None:
     assert failed.write_status  # a rollback is written at once
 
 
+def test_termination_rollbacks_already_counted_from_metrics_are_not_recorded_twice() -> None:
+    scraped = step(
+        spec(),
+        started(),
+        T0 + timedelta(seconds=5),
+        metrics=TrainerMetrics(rollbacks_by_reason={"kl_divergence": 1}),
+    )
+    assert len(scraped.status.rollbacks) == 1
+    plan = step(spec(), scraped.status, T0 + timedelta(seconds=9), ended(0, "Succeeded"))
+    trainer = [(r.step, r.to_step) for r in plan.status.rollbacks if r.source == "trainer"]
+    assert trainer == [(1600, None), (1690, 1650)]  # the first came from the counter, the second is new
+
+
+def test_exit_code_3_without_a_readable_message_is_trainer_exhaustion() -> None:
+    for text in (None, "Traceback (most recent call last):\n  ...", '{"outcome": ', "[1, 2]"):
+        end = parse_termination_message(text, 3)
+        assert end.outcome is None
+        assert end.step is None
+        plan = step(
+            spec(), started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", failed=1, termination=end)
+        )
+        assert plan.status.rollbacks[-1].reason == "TrainerRollbacksExhausted"
+        assert plan.status.step == 1600  # nothing from the unreadable message
+    # A plain failure with log text stays PodFailed, with nothing invented.
+    end = parse_termination_message("OOM while allocating", 137)
+    plan = step(
+        spec(), started(), T0 + timedelta(seconds=5), TrainerJobState("run-0", failed=1, termination=end)
+    )
+    assert plan.status.rollbacks[-1].reason == "PodFailed"
+
+
+def test_error_outcome_is_a_pod_failure_with_the_trainers_message() -> None:
+    plan = step(spec(), started(), T0 + timedelta(seconds=5), ended(1, "Error", "CUDA error: out of memory"))
+    assert plan.status.rollbacks[-1].reason == "PodFailed"
+    assert "CUDA error: out of memory" in (plan.status.message or "")
+    assert plan.restart is not None
+    assert plan.restart.resume_from == CheckpointRef(step=1650)
+
+
+@pytest.mark.parametrize(
+    ("text", "exit_code", "outcome", "step_"),
+    [
+        ('{"step": 100, "outcome": "Succeeded", "rewardMA": 1.0}', 0, "Succeeded", 100),
+        ("Traceback: log text under FallbackToLogsOnError", 1, None, None),
+        ('{"step": "ten", "outcome": "Maybe"}', 1, None, None),
+        (None, 3, None, None),
+    ],
+)
+def test_termination_message_table(
+    text: str | None, exit_code: int, outcome: str | None, step_: int | None
+) -> None:
+    """The rows of parse_termination_message's docstring table."""
+    end = parse_termination_message(text, exit_code)
+    assert (end.outcome, end.step, end.exit_code) == (outcome, step_, exit_code)
+    assert end.rollbacks_exhausted == (exit_code == 3)
+
+
+def test_termination_message_ignores_wrong_types_field_by_field() -> None:
+    end = parse_termination_message(
+        '{"step": true, "rewardMA": "high", "lastCheckpoint": -1, "bestCheckpoint": 2.5,'
+        ' "rollbacks": [1, {"step": 5}, {"step": 7, "reason": "reward_drop", "toStep": "x"}],'
+        ' "outcome": "RollbacksExhausted", "message": 42}',
+        3,
+    )
+    assert (end.step, end.reward_ma, end.last_checkpoint, end.best_checkpoint, end.message) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert [(r.step, r.reason, r.to_step) for r in end.rollbacks] == [(7, "reward_drop", None)]
+    assert end.rollbacks_exhausted
+    assert parse_termination_message('{"rewardMA": NaN, "outcome": "Error"}', 1).reward_ma is None
+
+
 def test_no_stall_without_metrics_or_before_the_pod_runs() -> None:
     status = started()
     late = T0 + timedelta(seconds=600)
@@ -264,3 +393,54 @@ def test_metrics_are_read_from_the_trainers_samples() -> None:
     exhausted = module.trainer_metrics_from_samples([("artisan_trainer_rollbacks_exhausted", {}, 1.0)])
     assert exhausted.rollbacks_exhausted
     assert exhausted.step is None
+
+
+# --- the full pass: decide_supervised_training_run -------------------------------------------------
+
+OWNER = Owner(kind="TrainingRun", name="run", namespace="ml", uid="u-1", generation=1)
+RUNNING_OBS = TrainingRunObservation(
+    job=JobObservation(name="run-trainer-0", attempt=0, active=1),
+    pod=PodObservation("run-trainer-0-p", "Running", running_since=T0),
+)
+
+
+def full_pass(
+    previous: TrainingRunStatus,
+    now: datetime,
+    metrics: TrainerMetrics | None,
+    last_write: datetime | None,
+    observation: TrainingRunObservation = RUNNING_OBS,
+) -> TrainingRunDecision:
+    given = SupervisionInput(metrics=metrics, last_write=last_write, settings=SETTINGS)
+    return decide_supervised_training_run(OWNER, spec(), observation, previous, given, image="t", now=now)
+
+
+def test_full_pass_throttles_metric_only_changes_to_one_write_per_five_seconds() -> None:
+    first = full_pass(TrainingRunStatus(), T0, TrainerMetrics(step=100, kl=0.01), None).plan.status
+    assert (first.phase, first.step) == ("Running", 100)
+    # 2 s after that write: a new step and KL only. Nothing to write; look again when it is due.
+    soon = full_pass(first, T0 + timedelta(seconds=2), TrainerMetrics(step=200, kl=0.02), T0).plan
+    assert soon.status == first
+    assert soon.requeue_after == pytest.approx(3.0)
+    # 5 s after it: written.
+    due = full_pass(first, T0 + timedelta(seconds=5), TrainerMetrics(step=200, kl=0.02), T0).plan
+    assert (due.status.step, due.status.kl) == (200, 0.02)
+    # A phase change within the 5 s is written at once, with the fresh values.
+    done = TrainingRunObservation(job=JobObservation(name="run-trainer-0", attempt=0, complete=True))
+    ended = full_pass(first, T0 + timedelta(seconds=1), TrainerMetrics(step=300), T0, done).plan
+    assert (ended.status.phase, ended.status.step) == ("Succeeded", 300)
+    # So is a new in-process rollback record.
+    rolled = full_pass(
+        first, T0 + timedelta(seconds=1), TrainerMetrics(step=300, rollbacks_by_reason={"reward_drop": 1}), T0
+    ).plan
+    assert [r.reason for r in rolled.status.rollbacks] == ["reward_drop"]
+
+
+def test_only_scrape_values_changed_ignores_messages_that_quote_them() -> None:
+    first = step(spec(), None, T0, metrics=TrainerMetrics(step=100)).status
+    later = step(spec(), first, T0 + timedelta(seconds=1), metrics=TrainerMetrics(step=200)).status
+    assert later.conditions != first.conditions  # "training at step 200"
+    assert only_scrape_values_changed(first, later)
+    suspended = step(spec(suspend=True), first, T0 + timedelta(seconds=1)).status
+    assert not only_scrape_values_changed(first, suspended)
+    assert not only_scrape_values_changed(first, first)

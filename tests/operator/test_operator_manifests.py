@@ -107,6 +107,12 @@ def test_trainer_job_runs_the_trainer_with_gpus_scheduling_and_hardening() -> No
     assert pod["nodeSelector"] == {"pool": "a100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["priorityClassName"] == "training"
+    # The trainer's final JSON reaches the pod status even after the last metrics scrape.
+    assert (c["terminationMessagePath"], c["terminationMessagePolicy"]) == (
+        "/dev/termination-log",
+        "FallbackToLogsOnError",
+    )
+    assert {"name": "ARTISAN_TRAINER_TERMINATION_LOG", "value": "/dev/termination-log"} in c["env"]
     assert {"name": "checkpoints", "mountPath": "/checkpoints"} in c["volumeMounts"]
     assert {"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ppo-a-checkpoints"}} in pod[
         "volumes"

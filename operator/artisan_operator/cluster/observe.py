@@ -75,11 +75,18 @@ def pod_observation(pod: Manifest) -> PodObservation:
     waiting_reason = waiting_message = None
     restarts = 0
     running_since: datetime | None = None
+    exit_code: int | None = None
+    message: str | None = None
     for container in status.get("containerStatuses") or []:
         restarts = max(restarts, int(container.get("restartCount") or 0))
         state = container.get("state") or {}
         if state.get("running"):
             running_since = parse_time(state["running"].get("startedAt")) or running_since
+        terminated = state.get("terminated")
+        if terminated and exit_code is None and terminated.get("exitCode") is not None:
+            # The trainer's final report (terminationMessagePath); the pod has one container.
+            exit_code = int(terminated["exitCode"])
+            message = str(terminated["message"]) if terminated.get("message") else None
         waiting = state.get("waiting")
         if waiting and waiting_reason is None:
             waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
@@ -97,6 +104,8 @@ def pod_observation(pod: Manifest) -> PodObservation:
         restart_count=restarts,
         running_since=running_since,
         ip=str(status["podIP"]) if status.get("podIP") else None,
+        exit_code=exit_code,
+        termination_message=message,
     )
 
 

@@ -38,6 +38,8 @@ CONFIG_KEY = "trainer.yaml"
 CONFIG_DIR = "/etc/artisan"
 CHECKPOINT_DIR = "/checkpoints"
 METRICS_PORT = 9090
+TERMINATION_LOG = "/dev/termination-log"
+"""Where the trainer writes its final JSON at exit (the pod's terminationMessagePath)."""
 ATTEMPT_LABEL = "artisan.dev/attempt"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
@@ -173,7 +175,12 @@ def build_trainer_job(
             {"name": "ARTISAN_TRAINER_SEED", "value": str(spec.seed)},
             {"name": "ARTISAN_TRAINER_NUM_ENVS", "value": str(spec.num_envs)},
             {"name": "ARTISAN_TRAINER_RUN", "value": owner.name},
+            {"name": "ARTISAN_TRAINER_TERMINATION_LOG", "value": TERMINATION_LOG},
         ],
+        # The final step, reward, checkpoints, rollbacks and outcome reach the operator through the
+        # pod status even after the last scrape; on a crash before it is written, the log tail.
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "resources": container_resources(spec.resources),
         "securityContext": container_security_context(),

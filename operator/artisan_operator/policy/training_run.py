@@ -83,6 +83,8 @@ from artisan_operator.policy.training_supervision import (
     SupervisionSettings,
     TrainerJobState,
     TrainerMetrics,
+    only_scrape_values_changed,
+    parse_termination_message,
     supervise_training,
 )
 
@@ -138,6 +140,10 @@ class PodObservation:
     restart_count: int = 0
     running_since: datetime | None = None
     ip: str | None = None
+    exit_code: int | None = None
+    """The trainer container's exit code once it has terminated (None while it has not)."""
+    termination_message: str | None = None
+    """Its ``state.terminated.message``: the trainer's final JSON (or log text, or nothing)."""
 
 
 @dataclass(frozen=True)
@@ -250,17 +256,6 @@ RESTART_REQUEUE_SECONDS = 1.0
 """How soon to look again while an old attempt's Job is being deleted."""
 METRICS_REQUEUE_SECONDS = 5.0
 """How often a running trainer's metrics are read (the status write limit is the same)."""
-METRIC_FIELDS = (
-    "step",
-    "reward_ma",
-    "kl",
-    "entropy_coef",
-    "learning_rate",
-    "last_checkpoint",
-    "best_checkpoint",
-    "last_progress_time",
-)
-"""Status fields that change with every scrape: written at most once per min_write_interval."""
 
 
 @dataclass(frozen=True)
@@ -298,6 +293,9 @@ def job_state(job: JobObservation, pod: PodObservation | None) -> TrainerJobStat
         running_since=pod.running_since if pod else None,
         deadline_exceeded=deadline,
         attempt=job.attempt,
+        termination=parse_termination_message(pod.termination_message, pod.exit_code)
+        if pod is not None and pod.exit_code is not None
+        else None,
     )
 
 
@@ -351,13 +349,6 @@ def _manual_rollback(
         }
     )
     return status, EventNote(ROLLED_BACK, message, "Warning")
-
-
-def _metrics_only_change(previous: TrainingRunStatus, status: TrainingRunStatus) -> bool:
-    if status == previous:
-        return False
-    kept = status.model_copy(update={name: getattr(previous, name) for name in METRIC_FIELDS})
-    return kept == previous
 
 
 def decide_supervised_training_run(
@@ -462,9 +453,12 @@ def decide_supervised_training_run(
     extra = [c for c in status.conditions if c.type not in {x.type for x in base.status.conditions}]
     final = base.status.model_copy(update={"conditions": [*base.status.conditions, *extra]})
     children = base.children[:-1] if delete else base.children
-    if not supervision.write_status and _metrics_only_change(previous, final):
-        final = previous  # metric-only change within min_write_interval: nothing to write yet
     requeues = [r for r in (base.requeue_after, supervision.requeue_after) if r is not None]
+    since_write = (now - given.last_write).total_seconds() if given.last_write is not None else None
+    wait = given.settings.min_write_interval - since_write if since_write is not None else 0.0
+    if wait > 0 and only_scrape_values_changed(previous, final):
+        final = previous  # only fresh metric values within min_write_interval: written when due
+        requeues.append(wait)
     if final.phase == "Running":
         requeues.append(METRICS_REQUEUE_SECONDS)
     if delete:

@@ -6,34 +6,48 @@ that its own rollbacks are exhausted. Then the Job is restarted (a new attempt) 
 loads the newest checkpoint whose sha256 matches the manifest; the status records the checkpoint the
 trainer last reported as verified. After ``rollback.maxRollbacks`` operator rollbacks the run fails.
 
-| case                | observation                         | phase     | action                   |
-|---------------------|-------------------------------------|-----------|--------------------------|
-| progress            | step advanced                       | Running   | lastProgressTime = now   |
-| pod-failed          | Job failed / pod Failed             | Running   | restart from checkpoint  |
-| crash-loop          | CrashLoopBackOff or restarts ≥ 3    | Running   | restart from checkpoint  |
-| stalled             | no step progress for stallSeconds   | Running   | restart from checkpoint  |
-| trainer-exhausted   | trainer's rollbacks exhausted       | Running   | restart from checkpoint  |
-| rollbacks-exhausted | anomaly after maxRollbacks restarts | Failed    | stop, RollbacksExhausted |
-| deadline            | activeDeadlineSeconds since start   | Failed    | stop, DeadlineExceeded   |
-| job-deadline        | the Job failed with DeadlineExceeded| Failed    | DeadlineExceeded         |
-| suspended           | spec.suspend                        | Suspended | Job suspended, PVC kept  |
-| succeeded           | Job succeeded                       | Succeeded | none                     |
-| finished            | ended before, same generation       | kept      | none                     |
+| case                | observation                           | phase     | action                          |
+|---------------------|---------------------------------------|-----------|---------------------------------|
+| progress            | step advanced                         | Running   | lastProgressTime = now          |
+| pod-failed          | Job failed / pod Failed               | Running   | restart from checkpoint         |
+| crash-loop          | CrashLoopBackOff or restarts ≥ 3      | Running   | restart from checkpoint         |
+| stalled             | no step progress for stallSeconds     | Running   | restart from checkpoint         |
+| trainer-exhausted   | trainer's rollbacks exhausted         | Running   | restart from checkpoint         |
+| exit-exhausted      | ended with outcome RollbacksExhausted | Running   | restart from final checkpoint   |
+| exit-final-values   | Succeeded, termination message        | Succeeded | final step, reward, checkpoints |
+| rollbacks-exhausted | anomaly after maxRollbacks restarts   | Failed    | stop, RollbacksExhausted        |
+| deadline            | activeDeadlineSeconds of running time | Failed    | stop, DeadlineExceeded          |
+| job-deadline        | the Job failed with DeadlineExceeded  | Failed    | DeadlineExceeded                |
+| suspended           | spec.suspend                          | Suspended | Job suspended, PVC kept         |
+| succeeded           | Job succeeded                         | Succeeded | none                            |
+| finished            | ended before, same generation         | kept      | none                            |
 
 A stall needs evidence: metrics that were read (a provider error is no evidence) and a pod running
 for ``stallSeconds`` without any change of step (a step that goes back after a restart is progress).
 In-process rollbacks are counted per Job attempt (a restarted trainer's counters start at zero).
 
+When the trainer container has terminated, its termination message (``terminationMessagePath``, a
+compact JSON the trainer writes at exit: step, rewardMA, last/best checkpoint, its rollbacks, outcome)
+carries what happened after the last scrape: it overrides the scraped values, its rollbacks are
+recorded with the same per-attempt dedup as the counters, and outcome ``RollbacksExhausted`` (or,
+without a readable message, exit code 3) is ``TrainerRollbacksExhausted``, not ``PodFailed``. A
+message that is not that JSON (log text under ``FallbackToLogsOnError``, garbage, a truncated
+document) is ignored.
+
 Status writes carrying only fresh metric values are limited to one per ``min_write_interval`` (5 s);
-a change of phase, conditions or records is written at once.
+a change of phase, conditions or records is written at once. "Only fresh metric values" means: the
+per-scrape fields (:data:`METRIC_FIELDS`), the status message and condition messages (which quote
+those values, e.g. "training at step N") changed, but no phase, condition status or reason did.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from artisan_operator.api.common import PROGRESSING
 from artisan_operator.api.training_run import (
@@ -53,6 +67,47 @@ CRASH_LOOP = "CrashLoop"
 POD_FAILED = "PodFailed"
 STALLED_REASON = "Stalled"
 TRAINER_EXHAUSTED = "TrainerRollbacksExhausted"
+EXIT_ROLLBACKS_EXHAUSTED = 3
+"""The trainer's exit code when its in-process rollbacks are exhausted (artisan_trainer.cli)."""
+TERMINATION_MESSAGE_LIMIT = 4096
+"""The kubelet keeps at most this many bytes of a container's termination message."""
+TrainerOutcome = Literal["Succeeded", "RollbacksExhausted", "Error"]
+
+
+METRIC_FIELDS = (
+    "step",
+    "reward_ma",
+    "kl",
+    "entropy_coef",
+    "learning_rate",
+    "last_checkpoint",
+    "best_checkpoint",
+    "last_progress_time",
+)
+"""Status fields that change with every scrape: written at most once per min_write_interval."""
+
+
+def _without_scrape_values(status: TrainingRunStatus, previous: TrainingRunStatus) -> TrainingRunStatus:
+    """``status`` with the per-scrape fields and the messages taken from ``previous``."""
+    messages = {(c.type, c.status, c.reason): c for c in previous.conditions}
+    conditions = [
+        c.model_copy(
+            update={
+                "message": messages[key].message,
+                "last_transition_time": messages[key].last_transition_time,
+            }
+        )
+        if (key := (c.type, c.status, c.reason)) in messages
+        else c
+        for c in status.conditions
+    ]
+    kept = {name: getattr(previous, name) for name in METRIC_FIELDS}
+    return status.model_copy(update={**kept, "message": previous.message, "conditions": conditions})
+
+
+def only_scrape_values_changed(previous: TrainingRunStatus, status: TrainingRunStatus) -> bool:
+    """Whether ``status`` differs from ``previous`` only in what every scrape changes (throttled)."""
+    return status != previous and _without_scrape_values(status, previous) == previous
 
 
 @dataclass(frozen=True)
@@ -83,6 +138,107 @@ class TrainerMetrics:
 
 
 @dataclass(frozen=True)
+class TrainerRollback:
+    """One in-process rollback as the trainer's termination message lists it."""
+
+    step: int
+    reason: str
+    to_step: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainerTermination:
+    """The trainer container ended: its exit code and what its termination message says."""
+
+    exit_code: int | None = None
+    step: int | None = None
+    reward_ma: float | None = None
+    last_checkpoint: CheckpointRef | None = None
+    best_checkpoint: CheckpointRef | None = None
+    rollbacks: tuple[TrainerRollback, ...] = ()
+    outcome: TrainerOutcome | None = None
+    """None when the message was absent or unreadable (then only the exit code speaks)."""
+    message: str | None = None
+
+    @property
+    def rollbacks_exhausted(self) -> bool:
+        if self.outcome is not None:
+            return self.outcome == "RollbacksExhausted"
+        return self.exit_code == EXIT_ROLLBACKS_EXHAUSTED
+
+
+def _whole(value: Any) -> int | None:
+    # bool is an int in Python; a JSON true is not a step.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _real(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def parse_termination_message(text: str | None, exit_code: int | None = None) -> TrainerTermination:
+    """The trainer's termination message, read defensively: anything but its JSON object is ignored.
+
+    | message                                            | exit | outcome            | values kept     |
+    |----------------------------------------------------|------|--------------------|-----------------|
+    | {"step": 100, "outcome": "Succeeded", ...}         | 0    | Succeeded          | all valid ones  |
+    | log text (FallbackToLogsOnError)                   | 1    | None               | none            |
+    | {"step": "ten", "outcome": "Maybe"}                | 1    | None               | none of those   |
+    | absent                                             | 3    | None (exhausted)   | none            |
+    """
+    document: Any = None
+    if text:
+        try:
+            document = json.loads(text[:TERMINATION_MESSAGE_LIMIT])
+        except ValueError:
+            document = None
+    if not isinstance(document, dict):
+        return TrainerTermination(exit_code=exit_code)
+
+    def checkpoint(key: str) -> CheckpointRef | None:
+        step = _whole(document.get(key))
+        return CheckpointRef(step=step) if step is not None else None
+
+    rollbacks: list[TrainerRollback] = []
+    raw_rollbacks = document.get("rollbacks")
+    for item in raw_rollbacks if isinstance(raw_rollbacks, list) else []:
+        if not isinstance(item, dict):
+            continue
+        step, reason = _whole(item.get("step")), item.get("reason")
+        if step is not None and isinstance(reason, str) and reason:
+            rollbacks.append(TrainerRollback(step=step, reason=reason, to_step=_whole(item.get("toStep"))))
+    outcome = document.get("outcome")
+    message = document.get("message")
+    return TrainerTermination(
+        exit_code=exit_code,
+        step=_whole(document.get("step")),
+        reward_ma=_real(document.get("rewardMA")),
+        last_checkpoint=checkpoint("lastCheckpoint"),
+        best_checkpoint=checkpoint("bestCheckpoint"),
+        rollbacks=tuple(rollbacks),
+        outcome=outcome if outcome in ("Succeeded", "RollbacksExhausted", "Error") else None,
+        message=message if isinstance(message, str) and message else None,
+    )
+
+
+def with_termination(metrics: TrainerMetrics | None, end: TrainerTermination | None) -> TrainerMetrics | None:
+    """The last scrape overlaid with the (newer) final values of the termination message."""
+    if end is None or end.outcome is None:
+        return metrics
+    base = metrics or TrainerMetrics()
+    return replace(
+        base,
+        step=end.step if end.step is not None else base.step,
+        reward_ma=end.reward_ma if end.reward_ma is not None else base.reward_ma,
+        last_checkpoint=end.last_checkpoint or base.last_checkpoint,
+        best_checkpoint=end.best_checkpoint or base.best_checkpoint,
+        rollbacks_exhausted=end.rollbacks_exhausted,
+    )
+
+
+@dataclass(frozen=True)
 class TrainerJobState:
     """The Job of the current attempt and its pod."""
 
@@ -99,6 +255,8 @@ class TrainerJobState:
     deadline_exceeded: bool = False
     """The Job itself failed with DeadlineExceeded (its activeDeadlineSeconds)."""
     attempt: int = 0
+    termination: TrainerTermination | None = None
+    """Set once the trainer container has terminated (exit code, parsed termination message)."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +300,13 @@ def detect_anomaly(
     """(reason, message) of the first anomaly that needs an operator rollback, if any."""
     if job is None or job.suspended or job.succeeded:
         return None
+    end = job.termination
+    if end is not None and end.rollbacks_exhausted and end.exit_code != 0:
+        detail = f": {end.message}" if end.message else ""
+        return TRAINER_EXHAUSTED, f"the trainer exited with its in-process rollbacks exhausted{detail}"
     if job.failed or job.pod_phase == "Failed":
-        return POD_FAILED, f"trainer Job {job.name} failed"
+        detail = f": {end.message}" if end is not None and end.message else ""
+        return POD_FAILED, f"trainer Job {job.name} failed{detail}"
     if job.waiting_reason == "CrashLoopBackOff" or job.restart_count >= settings.crash_loop_restarts:
         return CRASH_LOOP, f"trainer pod of {job.name} crash-loops ({job.restart_count} restarts)"
     if metrics is not None and metrics.rollbacks_exhausted:
@@ -167,22 +330,33 @@ def _trainer_rollbacks(
     metrics: TrainerMetrics | None,
     step: int | None,
     now: datetime,
+    *,
     attempt: int,
+    end: TrainerTermination | None = None,
 ) -> list[RollbackRecord]:
-    """Append a record for each in-process rollback the trainer's counters show that status lacks.
+    """Append a record for each in-process rollback the trainer reports that status lacks.
 
-    The counters belong to one trainer process, so they are compared with this attempt's records.
+    The counters (and the termination message's list) belong to one trainer process, so they are
+    compared with this attempt's records, reason by reason. The termination message lists every
+    rollback of the process with its step and target, so when it is readable it replaces the counters.
     """
-    if metrics is None:
-        return previous
+    reported: dict[str, list[TrainerRollback]] = {}
+    if end is not None and end.outcome is not None:
+        for rollback in end.rollbacks:
+            reported.setdefault(rollback.reason, []).append(rollback)
+    elif metrics is not None:
+        for reason, total in metrics.rollbacks_by_reason.items():
+            reported[reason] = [TrainerRollback(step=step or 0, reason=reason)] * max(0, int(total))
     records = list(previous)
-    for reason, total in sorted(metrics.rollbacks_by_reason.items()):
+    for reason, items in sorted(reported.items()):
         known = sum(
             1 for r in records if r.source == "trainer" and r.reason == reason and (r.attempt or 0) == attempt
         )
         records.extend(
-            RollbackRecord(time=now, step=step or 0, reason=reason, source="trainer", attempt=attempt)
-            for _ in range(max(0, int(total) - known))
+            RollbackRecord(
+                time=now, step=r.step, reason=reason, to_step=r.to_step, source="trainer", attempt=attempt
+            )
+            for r in items[known:]
         )
     return records
 
@@ -201,8 +375,9 @@ def supervise_training(
     ):
         return SupervisionPlan(previous, write_status=False)
 
-    metrics = obs.metrics
     job = obs.job
+    end = job.termination if job is not None else None
+    metrics = with_termination(obs.metrics, end)
     events: list[EventNote] = []
     step = metrics.step if metrics is not None and metrics.step is not None else previous.step
     # Any change counts: after a restart the step goes back to the checkpoint's and climbs again.
@@ -213,7 +388,7 @@ def supervise_training(
         # A suspended run gets a fresh stall window when it resumes; a new Job starts one.
         last_progress = now
     attempt_now = job.attempt if job is not None else previous.attempt
-    rollbacks = _trainer_rollbacks(list(previous.rollbacks), metrics, step, now, attempt_now)
+    rollbacks = _trainer_rollbacks(list(previous.rollbacks), metrics, step, now, attempt=attempt_now, end=end)
     conditions = list(previous.conditions)
     update: dict[str, object] = {
         "observed_generation": generation,
@@ -261,15 +436,8 @@ def supervise_training(
                 update={**update, **extra, "phase": phase, "message": message, "conditions": conditions}
             ).model_dump()
         )
-        changed = (
-            status.phase != previous.phase
-            or status.conditions != previous.conditions
-            or status.rollbacks != previous.rollbacks
-            or status.attempt != previous.attempt
-            or status.observed_generation != previous.observed_generation
-        )
         due = obs.last_write is None or (now - obs.last_write).total_seconds() >= settings.min_write_interval
-        write = changed or (due and status != previous)
+        write = status != previous and (due or not only_scrape_values_changed(previous, status))
         return SupervisionPlan(status, write, restart, stop_job, tuple(events), requeue)
 
     deadline_hit = job is not None and job.deadline_exceeded

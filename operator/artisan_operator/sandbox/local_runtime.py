@@ -20,6 +20,10 @@ with no containers (the images' commands are the console scripts installed in th
   (``Complete`` or ``Failed``);
 - **readiness**: the container's ``readinessProbe.httpGet`` is polled; no probe: ready once started;
 - **garbage collection**: pods whose owner is gone are stopped and deleted (the emulator has no GC);
+- **termination messages**: the container's ``terminationMessagePath`` is a file in the pod's
+  directory (env values naming the path are rewritten to it); when the process ends, its content
+  (at most 4096 bytes, like the kubelet; the log tail under ``FallbackToLogsOnError`` when it is
+  empty and the exit code is not 0) becomes ``state.terminated.message``;
 - **injections**: extra environment for pods matching a label selector (what a mutating admission
   policy would add: the admin token of the fault drills).
 
@@ -69,6 +73,11 @@ PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIR
 """Host variables a process inherits (a container would get its image's; everything else is the spec's)."""
 SERVICE_SUFFIXES = (".svc.cluster.local", ".svc")
 STOP_GRACE_SECONDS = 5.0
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_BYTES = 4096
+"""The kubelet's limit for one container's termination message."""
+FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES = 2048, 80
+"""What the kubelet takes from the log under FallbackToLogsOnError (whichever is smaller)."""
 RESTART_BACKOFF_SECONDS = 1.0
 
 
@@ -131,6 +140,20 @@ def container_port(container: Mapping[str, Any], port: int | str) -> int | None:
         if declared.get("name") == port:
             return int(declared["containerPort"])
     return None
+
+
+def termination_message(file: Path, log: Path, policy: str, exit_code: int) -> str | None:
+    """What the kubelet puts in ``state.terminated.message`` for a container that ended."""
+    text = ""
+    with contextlib.suppress(OSError), file.open("rb") as handle:
+        text = handle.read(TERMINATION_MESSAGE_BYTES).decode("utf-8", errors="replace")
+    if not text and policy == "FallbackToLogsOnError" and exit_code != 0:
+        with contextlib.suppress(OSError):
+            with log.open("rb") as handle:
+                handle.seek(max(0, log.stat().st_size - FALLBACK_LOG_BYTES))
+                tail = handle.read().decode("utf-8", errors="replace")
+            text = "\n".join(tail.splitlines()[-FALLBACK_LOG_LINES:])
+    return text or None
 
 
 def job_outcome_status(previous: Mapping[str, Any], exit_code: int | None, now: str) -> Obj:
@@ -207,6 +230,8 @@ class LocalPod:
     next_restart: float = 0.0
     configmap_volumes: dict[str, str] = field(default_factory=dict)
     """volume directory → ConfigMap name (projected afresh on every pass)."""
+    termination_policy: str = "File"
+    """The container's terminationMessagePolicy."""
 
     @property
     def log_path(self) -> Path:
@@ -215,6 +240,11 @@ class LocalPod:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def termination_path(self) -> Path:
+        """The container's terminationMessagePath, as a file of the pod."""
+        return self.root / "termination-log"
 
 
 def _stop_process(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
@@ -612,8 +642,12 @@ class LocalRuntime:
             target.symlink_to(source, target_is_directory=True)
             mounts.append(mount["mountPath"])
         env: dict[str, str] = {}
+        termination_path = str(container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
         for variable in container.get("env") or []:
-            if "value" in variable:
+            if "value" in variable and str(variable["value"]) == termination_path:
+                # The kubelet mounts that file into the container; here it lives in the pod's directory.
+                env[variable["name"]] = str(root / "termination-log")
+            elif "value" in variable:
                 env[variable["name"]] = translate_path(str(variable["value"]), rootfs, mounts)
             else:
                 self._error(f"pod {key[1]}: env {variable['name']} uses valueFrom, which is not supported")
@@ -654,6 +688,7 @@ class LocalRuntime:
             env=env,
             readiness=readiness,
             configmap_volumes=configmap_volumes,
+            termination_policy=str(container.get("terminationMessagePolicy") or "File"),
         )
 
     def _volume_dir(self, namespace: str, root: Path, volume: Mapping[str, Any]) -> Path:
@@ -701,6 +736,7 @@ class LocalRuntime:
             }
         )
         env.update(local.env)
+        local.termination_path.unlink(missing_ok=True)  # each run of the container reports afresh
         with local.log_path.open("ab") as log:
             local.process = subprocess.Popen(
                 local.command,
@@ -759,7 +795,13 @@ class LocalRuntime:
             ended = local.exit_code is not None and not local.restart_always
             if ended:
                 phase = "Succeeded" if local.exit_code == 0 else "Failed"
-                state: Obj = {"terminated": {"exitCode": local.exit_code, "finishedAt": now}}
+                terminated: Obj = {"exitCode": local.exit_code, "finishedAt": now}
+                message = termination_message(
+                    local.termination_path, local.log_path, local.termination_policy, local.exit_code or 0
+                )
+                if message is not None:
+                    terminated["message"] = message
+                state: Obj = {"terminated": terminated}
             elif local.running:
                 phase, state = "Running", {"running": {"startedAt": local.started_at}}
             else:

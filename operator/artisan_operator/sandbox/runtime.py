@@ -8,7 +8,10 @@ realistic states:
 - each unsuspended Job gets one Pod (owned by the Job, labelled like the Job controller's pods)
   that is Running and Ready, and the Job reports ``active: 1, ready: 1``; a suspended Job
   reports the ``Suspended`` condition and no pod;
-- PersistentVolumeClaims are Bound with the requested capacity.
+- PersistentVolumeClaims are Bound with the requested capacity;
+- a pod annotated ``artisan.dev/simulated-termination: {"exitCode": N, "message": "..."}`` (a test
+  ends the "process") terminates: phase Succeeded/Failed, ``state.terminated`` with that exit code
+  and termination message, and its Job Complete or Failed, as the Job controller would report.
 
 Running the real trainer and ensemble processes locally is a later step; this is not it.
 The decisions are pure functions (``simulated_*``); :class:`SimulatedRuntime` is the thin
@@ -32,6 +35,18 @@ Obj = dict[str, Any]
 logger = logging.getLogger(__name__)
 
 SIMULATED_POD_SUFFIX = "-sim"
+SIMULATED_TERMINATION_ANNOTATION = "artisan.dev/simulated-termination"
+"""On a simulated pod: JSON ``{"exitCode": int, "message": str}``, the end of its container."""
+
+
+def simulated_termination(pod: Mapping[str, Any]) -> tuple[int, str | None] | None:
+    """(exit code, termination message) a test set on the pod, if any."""
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(SIMULATED_TERMINATION_ANNOTATION)
+    if not raw:
+        return None
+    value = json.loads(raw)
+    message = value.get("message")
+    return int(value["exitCode"]), str(message) if message else None
 
 
 def simulated_deployment_status(deployment: Mapping[str, Any]) -> Obj:
@@ -96,6 +111,35 @@ def simulated_pod_status(pod: Mapping[str, Any], now: str) -> Obj:
     containers = (pod.get("spec") or {}).get("containers") or []
     previous = pod.get("status") or {}
     started = previous.get("startTime", now)
+    ended = simulated_termination(pod)
+    if ended is not None:
+        exit_code, message = ended
+        before = ((previous.get("containerStatuses") or [{}])[0].get("state") or {}).get("terminated") or {}
+        terminated: Obj = {
+            "exitCode": exit_code,
+            "startedAt": started,
+            "finishedAt": before.get("finishedAt", now),
+        }
+        if message is not None:
+            terminated["message"] = message
+        return {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "startTime": started,
+            "podIP": "127.0.0.10",
+            "hostIP": "127.0.0.1",
+            "containerStatuses": [
+                {
+                    "name": container.get("name", "main"),
+                    "image": container.get("image", ""),
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+                for container in containers
+            ],
+        }
     return {
         "phase": "Running",
         "startTime": started,
@@ -130,7 +174,23 @@ def simulated_job_status(job: Mapping[str, Any], pod: Mapping[str, Any] | None, 
             "ready": 0,
             "conditions": [_condition(conditions, "Suspended", "JobSuspended", "Job suspended", now=now)],
         }
-    running = pod is not None and (pod.get("status") or {}).get("phase") == "Running"
+    phase = (pod.get("status") or {}).get("phase") if pod is not None else None
+    if phase in ("Succeeded", "Failed"):
+        succeeded = phase == "Succeeded"
+        kind, reason = ("Complete", "Completed") if succeeded else ("Failed", "BackoffLimitExceeded")
+        conditions = {c.get("type"): c for c in previous.get("conditions") or []}
+        ended: Obj = {
+            "active": 0,
+            "ready": 0,
+            "startTime": previous.get("startTime", now),
+            "succeeded" if succeeded else "failed": 1,
+            "conditions": [_condition(conditions, kind, reason, f"the pod {phase.lower()}", now=now)],
+            "uncountedTerminatedPods": {},
+        }
+        if succeeded:
+            ended["completionTime"] = previous.get("completionTime", now)
+        return ended
+    running = phase == "Running"
     return {
         "active": 1,
         "ready": 1 if running else 0,
