@@ -173,7 +173,7 @@ def test_the_story_is_complete_only_with_every_required_event() -> None:
     assert "Canary/Promoted" in assess_story([_event("ModelPin", "Promoted")])
 
 
-def test_report_files_hold_the_events_and_three_plots(tmp_path: Path) -> None:
+def test_report_files_hold_the_events_and_the_plots(tmp_path: Path) -> None:
     lines: list[str] = []
     timeline = Timeline(lines.append)
     timeline.record("TrainingRun", "demo-ppo", "Rollback", "reward_drop <at> step 10")
@@ -199,7 +199,7 @@ def test_report_files_hold_the_events_and_three_plots(tmp_path: Path) -> None:
     assert event["kind"] == "TrainingRun"
     assert document["series"]["rollbacks"] == [{"step": 512, "targetStep": 256, "reason": "reward_drop"}]
     page = html_path.read_text()
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 4  # training, canary weight, A/B means, A/B differences to control
     assert "rollback (reward_drop)" in page
     assert "&lt;at&gt;" in page  # messages are escaped
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched

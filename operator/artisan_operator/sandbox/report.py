@@ -4,9 +4,11 @@
 ``name`` of the resource, ``type`` (Rollback, Served, Promoted, Aborted, Winner, Downshifted,
 Recovered, ...) and a ``message``. ``index.html`` shows the timeline and three plots drawn here as
 inline SVG (no network, no script): the training curve with the rollback marked, the canary weight
-over time, and the A/B confidence intervals.
+over time, and the A/B results (each variant's mean, and each treatment's difference to control
+with its confidence interval on its own axis, 0 marked).
 
-:func:`assess_story` is the pure check behind the exit code: which required event types are missing.
+:func:`assess_story` says which required event types are missing; :func:`story_exit_code` turns
+that, a recorded failure and the local runtime's errors into the exit code.
 """
 
 from __future__ import annotations
@@ -104,6 +106,19 @@ def assess_story(events: Iterable[StoryEvent]) -> list[str]:
     """The required (kind, type) pairs that no event shows, as ``Kind/Type`` strings (empty: all done)."""
     seen = {(e.kind, e.type) for e in events}
     return [f"{kind}/{type_}" for kind, type_ in REQUIRED_EVENTS if (kind, type_) not in seen]
+
+
+def story_exit_code(missing: Sequence[str], failure: str | None, runtime_errors: Sequence[str]) -> int:
+    """The demo's exit code: 0 only when every step happened and nothing went wrong on the way.
+
+    | missing events | failure recorded        | runtime errors      | exit |
+    |----------------|-------------------------|---------------------|------|
+    | []             | None                    | []                  | 0    |
+    | [Canary/Aborted] | None                  | []                  | 1    |
+    | []             | "deadline passed"       | []                  | 1    |
+    | []             | None                    | ["pod x: exit 137"] | 1    |
+    """
+    return 1 if missing or failure or runtime_errors else 0
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -259,32 +274,79 @@ def canary_svg(series: Series) -> str:
     return _frame("Canary weight over time", "".join(body), "seconds since the demo started", "weight %")
 
 
+def ab_differences(
+    intervals: Sequence[tuple[str, float | None, float | None, float | None]],
+) -> list[tuple[str, float, float | None, float | None]]:
+    """Each treatment's difference to control (the first variant) with its interval.
+
+    The status reports each variant's mean, and for treatments the confidence interval of the
+    difference to control (``ciLower``/``ciUpper``), so the point is ``mean - control mean``:
+
+    | variants (name, mean, lo, hi)                          | result                        |
+    |--------------------------------------------------------|-------------------------------|
+    | (control, 4.0, -, -), (a, 4.5, 0.2, 0.8)               | [(a, 0.5, 0.2, 0.8)]          |
+    | (control, 4.0, -, -), (a, 3.9, -0.3, 0.1), (b, -, -, -) | [(a, -0.1, -0.3, 0.1)]       |
+    | (control, -, -, -), (a, 4.5, 0.2, 0.8)                 | [] (no control mean)          |
+    """
+    if not intervals or intervals[0][1] is None:
+        return []
+    control = float(intervals[0][1])
+    return [(v, float(m) - control, lo, hi) for v, m, lo, hi in intervals[1:] if m is not None]
+
+
 def ab_svg(series: Series) -> str:
-    rows = [(v, m, lo, hi) for v, m, lo, hi in series.ab_intervals if m is not None]
+    """Two plots: each variant's mean rating, and each treatment's difference to control with its
+    confidence interval on its own axis, 0 (no difference) marked: an interval clear of 0 is a win
+    or a loss. (The interval is of the difference, so it never shares the means' axis.)"""
+    rows = [(v, float(m)) for v, m, _, _ in series.ab_intervals if m is not None]
     if not rows:
-        return _frame("A/B intervals", '<text x="60" y="120">no data</text>', "rating", "variant")
-    values = [float(m) for _, m, _, _ in rows if m is not None]
-    values += [float(v) for _, _, lo, hi in rows for v in (lo, hi) if v is not None]
-    x = _scale(values, MARGIN + 60, WIDTH - 20)
+        return _frame("A/B: mean rating per variant", '<text x="60" y="120">no data</text>', "rating", "")
+    x = _scale([m for _, m in rows], MARGIN + 60, WIDTH - 20)
     body = []
-    for index, (variant, mean, lo, hi) in enumerate(rows):
+    for index, (variant, mean) in enumerate(rows):
         cy = 50 + index * 40
+        name = html.escape(variant)
         body.append(
-            f'<text x="{MARGIN + 54}" y="{cy + 4}" text-anchor="end" font-size="11">'
-            f"{html.escape(variant)}</text>"
+            f'<text x="{MARGIN + 54}" y="{cy + 4}" text-anchor="end" font-size="11">{name}</text>'
+            f'<circle class="mean" data-variant="{name}" cx="{x(mean):.1f}" cy="{cy}" r="4" '
+            'fill="#ff7f0e"/>'
         )
+    means = [m for _, m in rows]
+    body.append(_ticks(min(means), max(means), x, vertical=False))
+    means_svg = _frame("A/B: mean rating per variant", "".join(body), "mean rating", "")
+
+    differences = ab_differences(series.ab_intervals)
+    if not differences:
+        return means_svg + _frame(
+            "A/B: difference to control", '<text x="60" y="120">no data</text>', "rating − control", ""
+        )
+    values = [0.0] + [d for _, d, _, _ in differences]
+    values += [float(b) for _, _, lo, hi in differences for b in (lo, hi) if b is not None]
+    dx = _scale(values, MARGIN + 60, WIDTH - 20)
+    zero = dx(0.0)
+    body = [
+        f'<line class="zero" x1="{zero:.1f}" y1="28" x2="{zero:.1f}" y2="{HEIGHT - MARGIN}" '
+        'stroke="#777" stroke-dasharray="4 3"/>'
+        f'<text x="{zero + 3:.1f}" y="38" font-size="10" fill="#777">0 = control</text>'
+    ]
+    for index, (variant, difference, lo, hi) in enumerate(differences):
+        cy = 60 + index * 40
+        name = html.escape(variant)
+        body.append(f'<text x="{MARGIN + 54}" y="{cy + 4}" text-anchor="end" font-size="11">{name}</text>')
         if lo is not None and hi is not None:
             body.append(
-                f'<line x1="{x(lo):.1f}" y1="{cy}" x2="{x(hi):.1f}" y2="{cy}" '
-                'stroke="#1f77b4" stroke-width="3"/>'
+                f'<line class="ci" data-variant="{name}" x1="{dx(lo):.1f}" y1="{cy}" x2="{dx(hi):.1f}" '
+                f'y2="{cy}" stroke="#1f77b4" stroke-width="3"/>'
             )
-        assert mean is not None
-        body.append(f'<circle cx="{x(mean):.1f}" cy="{cy}" r="4" fill="#ff7f0e"/>')
-    body.append(_ticks(min(values), max(values), x, vertical=False))
-    return _frame(
-        "A/B: mean rating (point) and the interval of the difference to control (bar)",
+        body.append(
+            f'<circle class="difference" data-variant="{name}" cx="{dx(difference):.1f}" cy="{cy}" r="4" '
+            'fill="#1f77b4"/>'
+        )
+    body.append(_ticks(min(values), max(values), dx, vertical=False))
+    return means_svg + _frame(
+        "A/B: difference to control (point) and its confidence interval (bar)",
         "".join(body),
-        "rating",
+        "mean rating − control's mean rating",
         "",
     )
 

@@ -44,7 +44,7 @@ from artisan_operator.sandbox.demo import load_documents
 from artisan_operator.sandbox.emulator import SandboxEmulator
 from artisan_operator.sandbox.local_runtime import EnvInjection, LocalRuntime, PodEndpoint
 from artisan_operator.sandbox.prometheus import PROMETHEUS_BINARY, PrometheusServer
-from artisan_operator.sandbox.report import Timeline, assess_story, write_report
+from artisan_operator.sandbox.report import Timeline, assess_story, story_exit_code, write_report
 from artisan_operator.sandbox.runner import OperatorThread
 from artisan_operator.sandbox.server import EmulatorThread
 
@@ -81,8 +81,20 @@ class StoryStepFailedError(RuntimeError):
     """A step did not reach its state in time (the message says which and what was seen)."""
 
 
-def wait_until(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
-    deadline = time.monotonic() + timeout
+def wait_until(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.3,
+    *,
+    deadline: float | None = None,
+) -> T:
+    """The predicate's first truthy value, polled every ``interval`` s for ``timeout`` s at most, and
+    never past ``deadline`` (the story's overall deadline, on the monotonic clock)."""
+    end = time.monotonic() + timeout
+    overall = deadline is not None and deadline < end
+    if deadline is not None:
+        end = min(end, deadline)
     last: Any = None
     while True:
         try:
@@ -92,8 +104,9 @@ def wait_until(predicate: Callable[[], T | None], timeout: float, what: str, int
             last = value
         except Exception as error:  # not there yet
             last = error
-        if time.monotonic() >= deadline:
-            raise StoryStepFailedError(f"{what}: not within {timeout:.0f}s (last seen: {last!r})")
+        if time.monotonic() >= end:
+            within = "before the story's overall deadline" if overall else f"within {timeout:.0f}s"
+            raise StoryStepFailedError(f"{what}: not {within} (last seen: {last!r})")
         time.sleep(interval)
 
 
@@ -184,6 +197,9 @@ class StoryOptions:
     prometheus: bool | None = None
     """None: use it when installed."""
     step_timeout: float = 120.0
+    deadline_seconds: float = 600.0
+    """The whole story (model preparation included) must finish within this (the issue: 10 minutes);
+    every wait stops at it and the steps not yet run are reported missing."""
 
 
 def http_json(
@@ -218,7 +234,11 @@ class Story:
         timeline: Timeline,
         options: StoryOptions,
         workdir: Path,
+        *,
+        deadline: float | None = None,
     ) -> None:
+        self.deadline = deadline
+        """The story's overall deadline (monotonic clock); no wait runs past it."""
         self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
@@ -234,6 +254,11 @@ class Story:
         self._traffic_stop = threading.Event()
         self._traffic: threading.Thread | None = None
         self.traffic_counts = {"ok": 0, "failed": 0}
+
+    def wait_until(
+        self, predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3
+    ) -> T:
+        return wait_until(predicate, timeout, what, interval, deadline=self.deadline)
 
     # ---- API helpers
 
@@ -332,7 +357,7 @@ class Story:
             "TrainingRun", "demo-ppo", "Created", "PPO on Fragrance-v0 behind the reward-fault drill"
         )
         log = self.trainer_log()
-        wait_until(
+        self.wait_until(
             lambda: self.trainer_progress(log())[0] >= 1536,
             self.options.step_timeout,
             "trainer baseline (step 1536)",
@@ -341,7 +366,7 @@ class Story:
         self.timeline.record(
             "TrainingRun", "demo-ppo", "FaultInjected", "reward drill armed: every reward lowered by 2.0"
         )
-        rollback = wait_until(lambda: self.trainer_progress(log())[1], 60, "trainer rollback")
+        rollback = self.wait_until(lambda: self.trainer_progress(log())[1], 60, "trainer rollback")
         arm.unlink(missing_ok=True)
         first = rollback[0]
         self.timeline.record(
@@ -412,11 +437,13 @@ class Story:
             ("Service", "demo-gateway"),
         ):
             self.create(self.document(kind, name))
-        pin = wait_until(lambda: self.ready(self.get("ModelPin", "demo-pin")), 240, "ModelPin demo-pin Ready")
+        pin = self.wait_until(
+            lambda: self.ready(self.get("ModelPin", "demo-pin")), 240, "ModelPin demo-pin Ready"
+        )
         self.timeline.record(
             "ModelPin", "demo-pin", "Ready", f"revision {pin['status'].get('revision')} serving"
         )
-        wait_until(
+        self.wait_until(
             lambda: self.gateway_url() and http_json(self.gateway_url() + "/readyz")[0] == 200,
             120,
             "gateway ready",
@@ -476,7 +503,7 @@ class Story:
 
     def canary_promote(self) -> None:
         self.create(self.document("Canary", "demo-pin"))
-        wait_until(
+        self.wait_until(
             lambda: (self.get("Canary", "demo-pin").get("status") or {}).get("conditions"),
             60,
             "Canary status",
@@ -511,14 +538,14 @@ class Story:
                     else None
                 )
 
-            status = wait_until(promoted, self.options.step_timeout + 60, "Canary promotion")
+            status = self.wait_until(promoted, self.options.step_timeout + 60, "Canary promotion")
             self.timeline.record(
                 "Canary",
                 "demo-pin",
                 "Promoted",
                 f"stable revision is now {status.get('stableRevision')}: {status.get('message')}",
             )
-            wait_until(
+            self.wait_until(
                 lambda: self.ready(self.get("ModelPin", "demo-pin")), 180, "stable fleet on the new revision"
             )
         finally:
@@ -538,7 +565,7 @@ class Story:
                 "Changed",
                 "revision 1.1.0 → 1.2.0 with downshift.failureThreshold 10000 (second rollout)",
             )
-            wait_until(
+            self.wait_until(
                 lambda: (
                     int((self.get("Canary", "demo-pin").get("status") or {}).get("weight") or 0) > 0
                     and self.ensemble_pods("canary")
@@ -560,7 +587,7 @@ class Story:
                 "FaultInjected",
                 "timeout fault on the canary fleet's primary model (admin API)",
             )
-            status = wait_until(
+            status = self.wait_until(
                 lambda: (s := self.get("Canary", "demo-pin").get("status") or {}).get("abortedAt") and s,
                 self.options.step_timeout,
                 "Canary abort",
@@ -582,7 +609,7 @@ class Story:
             "Reverted",
             "revision back to the stable 1.1.0 (what a user does after an abort)",
         )
-        wait_until(
+        self.wait_until(
             lambda: self.ready(self.get("ModelPin", "demo-pin")) and not self.ensemble_pods("canary"),
             120,
             "canary fleet gone after the revert",
@@ -593,7 +620,7 @@ class Story:
     def experiment(self) -> None:
         self.stop_traffic()
         self.create(self.document("ABExperiment", "demo-modes"))
-        wait_until(
+        self.wait_until(
             lambda: json.loads(self.routing("demo-pin").get("experiment.json") or "null"),
             60,
             "experiment routing entry",
@@ -623,7 +650,9 @@ class Story:
             current: Obj = self.get("ABExperiment", "demo-modes").get("status") or {}
             return current if current.get("winner") else None
 
-        status: Obj = wait_until(drive, self.options.step_timeout + 120, "ABExperiment winner", interval=0.1)
+        status: Obj = self.wait_until(
+            drive, self.options.step_timeout + 120, "ABExperiment winner", interval=0.1
+        )
         self.timeline.series.ab_intervals = [
             (v["name"], v.get("mean"), v.get("ciLower"), v.get("ciUpper"))
             for v in status.get("variants") or []
@@ -677,7 +706,7 @@ class Story:
             probe_creative()
             return ceiling() if ceiling() != "creative" else None
 
-        lowered = wait_until(downshifted, 90, "fleet downshift", interval=0.5)
+        lowered = self.wait_until(downshifted, 90, "fleet downshift", interval=0.5)
         self.timeline.record(
             "ModelPin",
             "demo-pin",
@@ -689,7 +718,7 @@ class Story:
             probe_creative()
             return ceiling() == "creative"
 
-        wait_until(recovered, 120, "fleet recovery", interval=0.5)
+        self.wait_until(recovered, 120, "fleet recovery", interval=0.5)
         pin_status: Obj = self.get("ModelPin", "demo-pin").get("status") or {}
         self.timeline.record(
             "ModelPin",
@@ -771,8 +800,10 @@ def target_writer(
 
 
 def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int:
-    """Run the full story; write the report; 0 only if every step happened."""
+    """Run the full story within ``options.deadline_seconds``; write the report; 0 only if every step
+    happened, no step failed and the local runtime reported no error."""
     started = time.monotonic()
+    deadline = started + options.deadline_seconds
     timeline = Timeline(emit)
     options.cache.mkdir(parents=True, exist_ok=True)
     emit(f"preparing tiny models in {options.cache}/ (built once, then cached)")
@@ -783,6 +814,7 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
         options.prometheus if options.prometheus is not None else Path(PROMETHEUS_BINARY).exists()
     )
     failure: str | None = None
+    runtime_errors: list[str] = []
     events: list[Obj] = []
     holder: dict[str, Story] = {}
     with contextlib.ExitStack() as stack:
@@ -818,7 +850,7 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
             OperatorThread(operator_main(api.kubeconfig_path, prometheus.url if prometheus else None))
         )
         emit(f"emulated API on {api.url}; operator and local runtime started (work dir {workdir})")
-        story = Story(client, runtime, timeline, options, workdir)
+        story = Story(client, runtime, timeline, options, workdir, deadline=deadline)
         holder["story"] = story
         steps: list[tuple[str, Callable[[], None]]] = [
             ("training", story.training),
@@ -830,6 +862,10 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
         ]
         try:
             for label, step in steps:
+                if time.monotonic() >= deadline:
+                    raise StoryStepFailedError(
+                        f"the overall deadline ({options.deadline_seconds:.0f}s) passed before {label}"
+                    )
                 emit(f"--- {label}")
                 step()
         except Exception as error:  # any failure ends the story; the report says where
@@ -841,8 +877,9 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
                 story.finish_training()
             with contextlib.suppress(Exception):
                 events = story.kubernetes_events()
-            if runtime.errors:
-                emit("local runtime problems: " + "; ".join(runtime.errors))
+            runtime_errors = list(runtime.errors)
+            if runtime_errors:
+                emit("local runtime problems: " + "; ".join(runtime_errors))
     missing = assess_story(timeline.events)
     elapsed = time.monotonic() - started
     events_path, html_path = write_report(
@@ -854,12 +891,16 @@ def run_story(options: StoryOptions, emit: Callable[[str], None] = print) -> int
             "wallSeconds": round(elapsed, 1),
             "prometheus": use_prometheus,
             "failure": failure,
+            "runtimeErrors": runtime_errors,
             "kubernetesEvents": events,
         },
     )
     emit(f"report: {events_path} and {html_path}")
+    code = story_exit_code(missing, failure, runtime_errors)
     if missing:
         emit(f"the story is incomplete after {elapsed:.0f}s; missing: {', '.join(missing)}")
-        return 1
-    emit(f"every step of the story happened in {elapsed:.0f}s")
-    return 0
+    elif code:
+        emit(f"every step of the story happened in {elapsed:.0f}s, but something went wrong (see above)")
+    else:
+        emit(f"every step of the story happened in {elapsed:.0f}s")
+    return code
