@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -499,3 +500,88 @@ def test_the_keyword_pre_parse_runs_once_per_request(
         body = brief(client, "상큼한 레몬 once", "balanced")
     assert body["briefSource"] == "keywords"  # the garbage path: prompt, retry prompt, fallback, rules
     assert calls == ["상큼한 레몬 once"]
+
+
+CHAT = {"model": "any", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "stream": True}
+
+
+async def _chat_then_disconnect(app: FastAPI, spec_version: str, fail_sends: bool) -> list[dict[str, Any]]:
+    """Drive the ASGI app as a server would for a client that goes away before the first chunk:
+    ``fail_sends`` — the server's send raises (ASGI ≥ 2.4); otherwise it reports http.disconnect."""
+    body = json.dumps(CHAT).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "app": app,
+    }
+    delivered = False
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if fail_sends:
+            raise OSError("client went away")
+        sent.append(message)
+
+    with contextlib.suppress(Exception):
+        await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize(("spec_version", "fail_sends"), [("2.4", True), ("2.0", False)])
+async def test_a_stream_whose_client_leaves_before_the_first_chunk_frees_its_slot(
+    catalog: IngredientCatalog, spec_version: str, fail_sends: bool
+) -> None:
+    gate = threading.Event()
+    fakes = fake_generators()
+    fakes["primary"].gate = gate  # the model has produced nothing when the client leaves
+    config = fast_config(queue={"maxConcurrent": 1, "maxWaiting": 0})
+    app = make_app(fakes, catalog, config=config)
+    async with app.router.lifespan_context(app):
+        service = app.state.runtime.service
+        await _chat_then_disconnect(app, spec_version, fail_sends)
+        # Freed by the response itself, not later by the garbage collector finalizing an abandoned
+        # generator (which a server holding a reference, e.g. in a traceback, would delay forever).
+        assert (service.admission.running, service.admission.waiting) == (0, 0)
+        gate.set()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            after = await client.post("/v1/chat/completions", json={**CHAT, "stream": False})
+        assert after.status_code == 200  # the only slot is free again
+        assert (service.admission.running, service.admission.waiting) == (0, 0)
+
+
+def test_a_stream_is_refused_with_503_and_retry_after_when_the_primary_cannot_answer(
+    client: TestClient,
+) -> None:
+    fault = {"model": "primary", "kind": "error", "durationSeconds": 30}
+    assert admin(client, "POST", "/admin/faults", json=fault).status_code == 201
+    refused = client.post("/v1/chat/completions", json=CHAT)
+    assert refused.status_code == 503
+    assert "injected error fault" in refused.json()["error"]
+    assert refused.headers["Retry-After"] == "1"
+    client.post("/v1/chat/completions", json=CHAT)  # the second failure opens the breaker (threshold 2)
+    admin(client, "DELETE", "/admin/faults")
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    assert service.breakers["primary"].state.value == "open"
+    open_breaker = client.post("/v1/chat/completions", json=CHAT)
+    assert open_breaker.status_code == 503
+    assert "circuit open" in open_breaker.json()["error"]
+    assert open_breaker.headers["Retry-After"] == "60"  # the breaker's hold
+    assert (service.admission.running, service.admission.waiting) == (0, 0)

@@ -549,6 +549,24 @@ class EnsembleService:
 
     # ---- chat completions ---------------------------------------------------------------------------
 
+    def check_chat_stream(self) -> None:
+        """Refuse a stream before any byte is sent (so the client gets 503 + Retry-After, not a 200
+        that carries an SSE error): the primary's breaker is open, or a drill fault is injected. A
+        fault counts as a failed call, as it does for briefs, so drills still trip the breaker."""
+        breaker = self.breakers["primary"]
+        if not breaker.available():
+            raise ModelCallError("primary", "circuit open")
+        fault = self.faults.active("primary")
+        if fault is not None:
+            if breaker.try_acquire():
+                breaker.record_failure()
+            self.metrics.model_calls.labels(model="primary", result="error").inc()
+            raise ModelCallError("primary", f"injected {fault.kind} fault on primary")
+
+    def retry_after(self, role: Role) -> float:
+        """Retry-After for a 503 about ``role``: until its breaker lets a probe through, at least 1 s."""
+        return max(1.0, self.breakers[role].retry_after())
+
     async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         """Stream the primary model's tokens; breaker and admission apply as for briefs."""
         generator = self.generators["primary"]

@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from artisan_common.curation import CurationHistory, FeedbackSample, filter_sample, rating_to_reward
 from artisan_common.feedback_store import FeedbackStore
@@ -258,29 +259,54 @@ def _chat_prompt(body: ChatCompletionRequest) -> str:
     return "\n".join([*lines, "assistant:"])
 
 
-@router.post("/v1/chat/completions", tags=["openai"], responses={503: {"description": "primary model down"}})
+class _SlotReleasingStream(StreamingResponse):
+    """An SSE response that frees its admission slot however it ends: the stream's own end, an error,
+    or the client going away before the first chunk (when the body generator never starts, so its
+    ``finally`` never runs). ``release`` must be once-only (``AdmissionController.releaser``)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+@router.post(
+    "/v1/chat/completions",
+    tags=["openai"],
+    responses={429: {"description": "queue full"}, 503: {"description": "primary model down"}},
+)
 async def chat_completions(body: ChatCompletionRequest, service: Service) -> Response:
     """OpenAI-compatible chat completion on the primary model (``stream: true`` sends SSE chunks)."""
     fast = service.config.modes.params("fast")
-    request = GenerationRequest(
-        prompt=_chat_prompt(body),
-        max_new_tokens=body.max_tokens or fast.max_new_tokens,
-        temperature=body.temperature if body.temperature is not None else fast.temperature,
-        top_p=body.top_p if body.top_p is not None else fast.top_p,
-        deadline=time.monotonic() + fast.timeout_seconds,
-        seed=body.seed,
-    )
+
+    def generation(admitted: float) -> GenerationRequest:
+        # The budget starts at admission, as for briefs: queue time is not the model's fault.
+        return GenerationRequest(
+            prompt=_chat_prompt(body),
+            max_new_tokens=body.max_tokens or fast.max_new_tokens,
+            temperature=body.temperature if body.temperature is not None else fast.temperature,
+            top_p=body.top_p if body.top_p is not None else fast.top_p,
+            deadline=admitted + fast.timeout_seconds,
+            seed=body.seed,
+        )
+
     model_name = service.generators["primary"].info.name
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
         async with service.admit():
+            request = generation(time.monotonic())
             try:
                 text = await service.call_model(
                     "primary", request.prompt, "fast", _params(request), request.deadline
                 )
             except ModelCallError as error:
-                raise UnavailableError(str(error), service.breakers["primary"].retry_after() or 1) from error
+                raise UnavailableError(str(error), service.retry_after("primary")) from error
         return JSONResponse(
             {
                 "id": completion_id,
@@ -293,34 +319,40 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             }
         )
-    admission = service.admit()
-    await admission.__aenter__()
+    await service.admission.acquire()  # 429 when the queue is full
+    release = service.admission.releaser()
+    try:
+        service.check_chat_stream()
+    except ModelCallError as error:
+        release()
+        raise UnavailableError(str(error), service.retry_after("primary")) from error
+    request = generation(time.monotonic())
+
+    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
     async def events() -> AsyncIterator[bytes]:
-        def chunk(delta: dict[str, str], finish: str | None) -> bytes:
-            payload = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-
         try:
             yield chunk({"role": "assistant"}, None)
             try:
                 async for piece in service.chat_stream(request):
                     yield chunk({"content": piece}, None)
-            except ModelCallError as error:
+            except ModelCallError as error:  # failed after the 200 was sent: all SSE can still say
                 yield f"data: {json.dumps({'error': {'message': str(error)}})}\n\n".encode()
             else:
                 yield chunk({}, "stop")
             yield b"data: [DONE]\n\n"
         finally:
-            await admission.__aexit__(None, None, None)
+            release()  # at once when the stream ends; the response's close covers a stream never started
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return _SlotReleasingStream(events(), release)
 
 
 def _params(request: GenerationRequest) -> ModeParams:

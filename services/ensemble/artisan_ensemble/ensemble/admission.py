@@ -48,8 +48,8 @@ class AdmissionController:
         """Occupancy in [0, 1]: running and waiting requests over everything that may be admitted."""
         return min(1.0, (self.running + self.waiting) / (self.max_concurrent + self.max_waiting))
 
-    @asynccontextmanager
-    async def admit(self) -> AsyncIterator[Ticket]:
+    async def acquire(self) -> Ticket:
+        """Wait for a slot (OverloadedError at once when the queue is full); pair with ``release``."""
         if self.running >= self.max_concurrent and self.waiting >= self.max_waiting:
             if self.on_reject is not None:
                 self.on_reject()
@@ -61,8 +61,30 @@ class AdmissionController:
         finally:
             self.waiting -= 1
         self.running += 1
+        return Ticket(time.perf_counter() - started)
+
+    def release(self) -> None:
+        self.running -= 1
+        self._slots.release()
+
+    def releaser(self) -> Callable[[], None]:
+        """A once-only ``release`` for a slot whose end several paths may reach (a stream's end, its
+        cleanup, the response's close on disconnect): the first call frees the slot, later ones do
+        nothing, so the slot is neither leaked nor freed twice."""
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.release()
+
+        return release_once
+
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[Ticket]:
+        ticket = await self.acquire()
         try:
-            yield Ticket(time.perf_counter() - started)
+            yield ticket
         finally:
-            self.running -= 1
-            self._slots.release()
+            self.release()
