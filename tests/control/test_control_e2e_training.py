@@ -79,7 +79,7 @@ def test_exhausted_trainer_is_restarted_from_its_checkpoint_then_fails_after_max
     running_at(control, exporter, prometheus, run)
     report(exporter, pod_of(run, 0), exhausted=1)
     restarted = wait_for(lambda: job(control, run, 1), timeout=15, message="the Job of attempt 1")
-    assert args(restarted)[-2:] == ["--resume-from-step", "1500"]
+    assert args(restarted)[-3:] == ["--resume", "--resume-from-step", "1500"]
     assert job(control, run, 0) is None  # the old attempt's Job was deleted first
     (record,) = operator_records(control, run)
     assert (record["reason"], record["toStep"], record["step"], record["attempt"]) == (
@@ -131,7 +131,7 @@ def test_manual_rollback_annotation_is_applied_once(
     running_at(control, exporter, prometheus, run)
     control.patch("trainingruns", run, {"metadata": {"annotations": {"artisan.dev/rollback-to": "1000@t1"}}})
     restarted = wait_for(lambda: job(control, run, 1), timeout=15, message="the Job of attempt 1")
-    assert args(restarted)[-2:] == ["--resume-from-step", "1000"]
+    assert args(restarted)[-3:] == ["--resume", "--resume-from-step", "1000"]
     wait_for(
         lambda: (
             "artisan.dev/rollback-to"
@@ -178,7 +178,7 @@ def test_trainer_exiting_exhausted_is_rolled_back_from_its_final_checkpoint(
     }
     terminate(control, pod_of(run, 0), 3, final)
     restarted = wait_for(lambda: job(control, run, 1), timeout=15, message="the Job of attempt 1")
-    assert args(restarted)[-2:] == ["--resume-from-step", "1650"]
+    assert args(restarted)[-3:] == ["--resume", "--resume-from-step", "1650"]
     (record,) = operator_records(control, run)
     assert (record["reason"], record["step"], record["toStep"]) == ("TrainerRollbacksExhausted", 1700, 1650)
     trainer = [

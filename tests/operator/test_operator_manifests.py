@@ -99,7 +99,9 @@ def test_trainer_job_runs_the_trainer_with_gpus_scheduling_and_hardening() -> No
         "9090",
         "--summary-json",
         "/checkpoints/summary.json",
+        "--resume",  # always: a new pod after a suspend or preemption continues from its checkpoints
     ]
+    assert not any(e["name"] == "ARTISAN_TRAINER_ROLLBACK_ID" for e in c["env"])
     assert c["resources"] == {
         "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"},
         "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"},
@@ -122,6 +124,16 @@ def test_trainer_job_runs_the_trainer_with_gpus_scheduling_and_hardening() -> No
     assert labels["app.kubernetes.io/managed-by"] == "artisan-operator"
     assert labels["artisan.dev/trainingrun"] == "ppo-a"
     assert "kueue.x-k8s.io/queue-name" not in labels
+
+
+def test_trainer_job_of_a_rollback_resumes_at_its_step_once_per_rollback_id() -> None:
+    job = build_trainer_job(TR, training_spec(), image="t", attempt=2, resume_from_step=1500)
+    c = container(job)
+    assert c["args"][-3:] == ["--resume", "--resume-from-step", "1500"]
+    # Every pod of this Job carries the flag (the template is immutable): the id makes it one-shot.
+    assert {"name": "ARTISAN_TRAINER_ROLLBACK_ID", "value": "ppo-a-trainer-2@1500"} in c["env"]
+    later = container(build_trainer_job(TR, training_spec(), image="t", attempt=3))
+    assert later["args"][-1] == "--resume"
 
 
 def test_trainer_job_with_a_queue_is_created_suspended_and_labelled_for_kueue() -> None:

@@ -3,12 +3,19 @@
 The trainer container runs::
 
     artisan-trainer train --config /etc/artisan/trainer.yaml --checkpoint-dir /checkpoints \\
-        --metrics-port 9090 --summary-json /checkpoints/summary.json [--resume]
+        --metrics-port 9090 --summary-json /checkpoints/summary.json \
+        --resume [--resume-from-step S]
 
-``--resume`` is added from the second attempt on (the operator restarts a run from its
-checkpoints itself; the Job's backoffLimit is 0); ``--resume-from-step S`` instead when the
-operator's rollback named the checkpoint (the trainer loads the newest sha256-verified one at or
-before S and drops newer ones).
+``--resume`` is always there: the trainer starts fresh on an empty checkpoint directory, and any
+new pod of a Job (after a suspend, a Kueue preemption, an operator restart from a checkpoint)
+continues from the newest sha256-verified checkpoint instead of step 0.
+
+``--resume-from-step S`` is added only to the Job of the attempt that a rollback to S created (the
+trainer loads the newest verified checkpoint at or before S and drops newer ones). A pod template is
+immutable, so a second pod of that same Job (suspend/resume, preemption) gets the flag again and
+must not drop what the attempt saved since. The Job therefore also carries
+``ARTISAN_TRAINER_ROLLBACK_ID`` (``<job>@<S>``, unique per rollback): the trainer applies the drop
+once per id (it records the applied id beside its checkpoints) and otherwise just resumes.
 """
 
 from __future__ import annotations
@@ -129,7 +136,7 @@ def build_trainer_service(owner: Owner) -> Manifest:
     }
 
 
-def trainer_args(*, resume: bool, resume_from_step: int | None = None) -> list[str]:
+def trainer_args(*, resume_from_step: int | None = None) -> list[str]:
     args = [
         "train",
         "--config",
@@ -141,9 +148,10 @@ def trainer_args(*, resume: bool, resume_from_step: int | None = None) -> list[s
         "--summary-json",
         f"{CHECKPOINT_DIR}/summary.json",
     ]
-    if resume and resume_from_step is not None:
-        return [*args, "--resume-from-step", str(resume_from_step)]
-    return [*args, "--resume"] if resume else args
+    args.append("--resume")
+    if resume_from_step is not None:
+        args += ["--resume-from-step", str(resume_from_step)]
+    return args
 
 
 def build_trainer_job(
@@ -165,17 +173,23 @@ def build_trainer_job(
     if spec.queue_name:
         labels[KUEUE_QUEUE_LABEL] = spec.queue_name
     pod_labels = {k: v for k, v in labels.items() if k != KUEUE_QUEUE_LABEL}
+    job_name = trainer_job_name(owner.name, attempt)
     container: Manifest = {
         "name": "trainer",
         "image": spec.image or image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["artisan-trainer"],
-        "args": trainer_args(resume=attempt > 0, resume_from_step=resume_from_step),
+        "args": trainer_args(resume_from_step=resume_from_step),
         "env": [
             {"name": "ARTISAN_TRAINER_SEED", "value": str(spec.seed)},
             {"name": "ARTISAN_TRAINER_NUM_ENVS", "value": str(spec.num_envs)},
             {"name": "ARTISAN_TRAINER_RUN", "value": owner.name},
             {"name": "ARTISAN_TRAINER_TERMINATION_LOG", "value": TERMINATION_LOG},
+            *(
+                [{"name": "ARTISAN_TRAINER_ROLLBACK_ID", "value": f"{job_name}@{resume_from_step}"}]
+                if resume_from_step is not None
+                else []
+            ),
         ],
         # The final step, reward, checkpoints, rollbacks and outcome reach the operator through the
         # pod status even after the last scrape; on a crash before it is written, the log tail.
@@ -215,7 +229,7 @@ def build_trainer_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": object_meta(owner, trainer_job_name(owner.name, attempt), labels),
+        "metadata": object_meta(owner, job_name, labels),
         "spec": job_spec,
     }
 
