@@ -223,6 +223,43 @@ def case_retry() -> None:
     assert plan.events[0].reason == "Retried"
 
 
+def case_retry_paused() -> None:
+    s = spec(
+        [
+            {"setWeight": 10},
+            {"analysis": {"metrics": [ERRORS, {**ERRORS, "name": "latency"}]}},
+            {"setWeight": 30},
+            {"pause": {}},
+        ]
+    )
+    plan = decide(s, rollout(), T0, lambda key: MetricValue(None) if key == "errors" else MetricValue(0.01))
+    assert (plan.status.phase, plan.weight) == ("Paused", 10)
+    # A retry measures the inconclusive metric again; the passed one stands (not measured again).
+    measured: list[str] = []
+
+    def sampler(key: str) -> MetricValue:
+        measured.append(key)
+        return MetricValue(0.01)
+
+    plan = advance(s, plan, T0 + timedelta(seconds=30), sampler, action="retry")
+    assert measured == ["errors"]
+    assert (plan.status.phase, plan.weight, plan.status.current_step_index) == ("Paused", 30, 3)
+    assert [e.reason for e in plan.events][:1] == ["Retried"]
+    assert "errors measured again" in plan.events[0].message
+    assert plan.consumed_action
+
+
+def test_retry_of_a_paused_inconclusive_metric_that_stays_inconclusive_pauses_again() -> None:
+    s = spec([{"setWeight": 10}, {"analysis": {"metrics": [ERRORS]}}, {"setWeight": 30}])
+    plan = decide(s, rollout(), T0, lambda _: MetricValue(None))
+    plan = advance(s, plan, T0 + timedelta(seconds=30), lambda _: MetricValue(None), action="retry")
+    assert (plan.status.phase, plan.weight) == ("Paused", 10)
+    assert plan.status.metrics[0].inconclusive == 1  # counted afresh, not 2
+    # The same annotation seen again (not yet removed) is not applied twice.
+    again = advance(s, plan, T0 + timedelta(seconds=31), lambda _: MetricValue(0.01), action="retry")
+    assert again.status.phase == "Paused"
+
+
 def case_manual_abort() -> None:
     s = spec(STEPS)
     plan = decide(s, rollout(), T0)

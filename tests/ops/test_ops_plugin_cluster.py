@@ -511,3 +511,21 @@ def test_checks_say_so_when_nothing_answers(cluster: Cluster, capsys: pytest.Cap
     code, _, err = cli(cluster, capsys, "cache", "clear", "pin")
     assert code == 2
     assert "bearer token" in err
+
+
+def test_retry_is_accepted_for_a_canary_paused_on_an_inconclusive_metric(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.create(model_pin("pin"))
+    cluster.create(resource("Canary", "cny", {"targetRef": {"name": "pin"}, "steps": [{"setWeight": 10}]}))
+    cluster.set_status(
+        "Canary", "cny", {"phase": "Paused", "metrics": [{"name": "errors", "phase": "Successful"}]}
+    )
+    code, _, err = cli(cluster, capsys, "retry", "cny")
+    assert (code, "not aborted" in err) == (2, True)
+    cluster.set_status(
+        "Canary", "cny", {"phase": "Paused", "metrics": [{"name": "errors", "phase": "Inconclusive"}]}
+    )
+    code, _, err = cli(cluster, capsys, "retry", "cny")
+    assert code == 0, err
+    assert cluster.get("Canary", "cny")["metadata"]["annotations"]["artisan.dev/action"].startswith("retry")

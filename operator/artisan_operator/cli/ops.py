@@ -176,7 +176,7 @@ def register(subparsers: Any) -> None:
     promote.set_defaults(func=command(run_canary_action), action="promote")
     for action, text in (
         ("abort", "Canary: abort the rollout (canary weight 0 at once)"),
-        ("retry", "Canary: run an aborted rollout's steps again"),
+        ("retry", "Canary: run an aborted rollout's steps again, or measure Inconclusive metrics again"),
     ):
         parser = add(action, text)
         parser.add_argument("name", metavar="CANARY")
@@ -401,8 +401,11 @@ def run_canary_action(args: argparse.Namespace) -> int:
         status = canary.get("status") or {}
         if action in ("promote", "promote-full", "abort") and status.get("phase") in (None, "Healthy"):
             raise ActionError(f"canary {args.name} has no rollout in progress (phase {status.get('phase')})")
-        if action == "retry" and not status.get("abortedAt"):
-            raise ActionError(f"canary {args.name} is not aborted: nothing to retry")
+        inconclusive = any(m.get("phase") == "Inconclusive" for m in status.get("metrics") or [])
+        if action == "retry" and not status.get("abortedAt") and not inconclusive:
+            raise ActionError(
+                f"canary {args.name} is not aborted, nor paused on an Inconclusive metric: nothing to retry"
+            )
         patch = runbooks.canary_action_patch(action, utc_now())
         return patch_and_report(
             client,

@@ -24,6 +24,7 @@ again with the same ``now`` and the samples, which makes the second plan final.
 | aborted           | aborted earlier, desired unchanged    | Degraded    | 0      | canary 0 after delay  |
 | reverted          | aborted, desired reverted to stable   | Healthy     | –      | no canary             |
 | retry             | aborted, action retry                 | Progressing | step's | steps again from 0    |
+| retry-paused      | paused Inconclusive, action retry     | Progressing | kept   | measure those again   |
 | manual-abort      | action abort                          | Degraded    | 0      | abort                 |
 | manual-promote    | action promote while paused           | Progressing | kept   | skip the current step |
 | promote-full      | action promote-full                   | Healthy     | –      | promote at once       |
@@ -377,6 +378,16 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
         started = previous.step_started_at or now
         results = {r.name: r for r in previous.metrics}
         aborted_at = previous.aborted_at
+        inconclusive = [k for k, r in results.items() if r.phase == "Inconclusive"]
+        if action == "retry" and aborted_at is None and inconclusive:
+            # Their counters start again; the step's other results (passed metrics) stand.
+            results = {k: r for k, r in results.items() if k not in inconclusive}
+            events.append(
+                EventNote(
+                    "Retried",
+                    f"step {index}: inconclusive metric {', '.join(inconclusive)} measured again",
+                )
+            )
 
     def aborted(reason: str, since: datetime) -> CanaryPlan:
         nonlocal conditions
