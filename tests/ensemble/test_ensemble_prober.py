@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from artisan_common.catalog import IngredientCatalog
 from artisan_ensemble.app import create_app
 from artisan_ensemble.ensemble.breaker import BreakerState
+from artisan_ensemble.ensemble.ports import GenerationRequest
 from artisan_ensemble.metrics import EnsembleMetrics
 from artisan_ensemble.service import EnsembleService, ModelCallError
 from artisan_ensemble.settings import EnsembleSettings
@@ -104,3 +105,34 @@ def test_the_app_runs_the_prober_and_a_downshifted_model_recovers_without_traffi
         assert wait_until(lambda: service.breakers["creative"].state is BreakerState.CLOSED, timeout=2)
         assert 'model_health_status{model="fake-creative",role="creative"} 1.0' in client.get("/metrics").text
         assert [c.max_new_tokens for c in fakes["creative"].calls] == [1]
+
+
+async def test_a_slow_but_successful_request_probe_closes_the_breaker(
+    catalog: IngredientCatalog, clock: FakeClock
+) -> None:
+    """A request that is the half-open probe may take its mode's whole timeout (creative 20 s here),
+    longer than probeTimeoutSeconds (2 s): its success must close the breaker, not find it re-opened."""
+    fakes = fake_generators()
+    config = fast_config(
+        modes={"creative": {"maxNewTokens": 8, "timeoutSeconds": 20}},
+        breaker={"window": 10, "minCalls": 5, "probeTimeoutSeconds": 2, "probeIntervalSeconds": 0},
+    )
+    service = EnsembleService(config, fakes, catalog, EnsembleMetrics(), clock=clock)  # type: ignore[arg-type]
+    try:
+        fakes["primary"].failing = True
+        await open_by_failures(service, "primary")
+        fakes["primary"].failing = False
+        clock.advance(HOLD)
+        real_generate = fakes["primary"].generate
+
+        def slow(request: GenerationRequest) -> str:
+            clock.advance(15)  # within the creative timeout, past the background probe's bound
+            return real_generate(request)
+
+        fakes["primary"].generate = slow  # type: ignore[method-assign]
+        params = service.config.modes.params("creative")
+        output = await service.call_model("primary", "x", "creative", params, clock() + 20)
+        assert output
+        assert service.breakers["primary"].state is BreakerState.CLOSED
+    finally:
+        service.close()

@@ -110,6 +110,12 @@ class EnsembleService:
         self.executor = ThreadPoolExecutor(
             max_workers=config.queue.max_concurrent, thread_name_prefix="artisan-generate"
         )
+        # A request can be the half-open probe; it may legitimately run for its mode's whole timeout,
+        # so the breaker must not give up on it sooner (a slow success would re-open the breaker).
+        probe_bound = max(
+            config.breaker.probe_timeout_seconds,
+            *(config.modes.params(m).timeout_seconds for m in MODES),
+        )
         self.breakers = {
             role: CircuitBreaker(
                 role,
@@ -118,7 +124,7 @@ class EnsembleService:
                 window=config.breaker.window,
                 failure_rate=config.breaker.failure_rate,
                 min_calls=config.breaker.min_calls,
-                probe_timeout_seconds=config.breaker.probe_timeout_seconds,
+                probe_timeout_seconds=probe_bound,
                 clock=clock,
                 on_change=self._on_breaker_change,
             )

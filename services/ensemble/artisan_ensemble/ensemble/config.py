@@ -26,7 +26,8 @@ class BreakerSettings(ApiModel):
     min_calls: int = Field(default=10, ge=1)
     """Calls needed in the window before the rate rule applies."""
     probe_timeout_seconds: float = Field(default=10.0, gt=0)
-    """How long the half-open probe may take before it counts as failed."""
+    """How long the background prober's one-token probe may take before it counts as failed. A request
+    that is the half-open probe is given at least its mode's timeout (creative: 20 s) instead."""
     probe_interval_seconds: float = Field(default=5.0, ge=0)
     """How often the background prober looks for open breakers whose hold has passed and probes their
     model itself (a downshifted fleet sends no traffic that could probe); 0 turns it off."""
