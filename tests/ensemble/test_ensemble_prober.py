@@ -127,6 +127,8 @@ async def test_a_slow_but_successful_request_probe_closes_the_breaker(
 
         def slow(request: GenerationRequest) -> str:
             clock.advance(15)  # within the creative timeout, past the background probe's bound
+            # Meanwhile other requests plan their routes (which looks at the breaker).
+            assert not service.breakers["primary"].available()
             return real_generate(request)
 
         fakes["primary"].generate = slow  # type: ignore[method-assign]
