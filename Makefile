@@ -93,12 +93,42 @@ runbook-health-check: $(STAMP) ## health of ModelPin NAME's ensemble pods (URL=.
 runbook-cache-clear: $(STAMP) ## clear ModelPin NAME's response cache (ARTISAN_ENSEMBLE_ADMIN_TOKEN, URL=...)
 	$(KA) cache clear $(NAME) $(if $(URL),--url $(URL),) $(KA_NS)
 
-runbook-rollback: $(STAMP) ## restart TrainingRun NAME from checkpoint STEP
+runbook-rollback: $(STAMP) ## restart TrainingRun NAME from checkpoint STEP (a ModelPin goes back with runbook-undo)
 	$(KA) rollback trainingrun $(NAME) --to-checkpoint $(STEP) $(KA_NS)
+
+runbook-undo: $(STAMP) ## ModelPin NAME back to its previous pins (TO=<revision>; PRINT=1: the manifest for git)
+	$(KA) undo $(NAME) $(if $(TO),--to-revision $(TO),) $(if $(PRINT),--print,) $(KA_NS)
+
+runbook-retry: $(STAMP) ## Canary NAME: run an aborted rollout again (or re-measure Inconclusive metrics)
+	$(KA) retry $(NAME) $(KA_NS)
+
+runbook-get: $(STAMP) ## the resources as trees of their children (KIND=tr|mpin|cny|abx, NAME=...)
+	$(KA) get $(KIND) $(NAME) $(KA_NS)
+
+runbook-validate: $(STAMP) ## validate custom resources offline (FILES=..., default configs/samples/)
+	$(KA) validate -f $(or $(FILES),configs/samples/)
+
+runbook-metrics-check: $(STAMP) ## key series of the operator and the ensemble (OPERATOR_URL, ENSEMBLE_URL or PIN=<ModelPin>)
+	$(KA) metrics-check $(if $(OPERATOR_URL),--operator-url $(OPERATOR_URL),) \
+		$(if $(ENSEMBLE_URL),--ensemble-url $(ENSEMBLE_URL),) $(if $(PIN),--model-pin $(PIN),) $(KA_NS)
+
+# The seeds' names of the same runbooks.
+runbook-canary-promote: runbook-promote ## seeds' name of runbook-promote
+
+runbook-pin-update: $(STAMP) ## ModelPin NAME: pin ROLE to REVISION (MODEL_NAME and SOURCE to add a role)
+	$(KA) pin $(NAME) --role $(ROLE) --revision $(REVISION) $(if $(MODEL_NAME),--model-name $(MODEL_NAME),) \
+		$(if $(SOURCE),--source $(SOURCE),) $(KA_NS)
+
+runbook-restart-workers: $(STAMP) ## restart ModelPin NAME's ensemble pods (a TrainingRun: from its newest checkpoint)
+	$(KA) restart $(NAME) $(KA_NS)
+
+runbook-clear-cache: runbook-cache-clear ## seeds' name of runbook-cache-clear
 
 clean: ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache demo-report .cache/artisan-demo
 
 .PHONY: help install system-deps demo demo-samples run lint typecheck crds verify-crds chart-lint test bench clean \
 	runbook-status runbook-promote runbook-abort runbook-downshift runbook-emergency-stop \
-	runbook-resume runbook-health-check runbook-cache-clear runbook-rollback
+	runbook-resume runbook-health-check runbook-cache-clear runbook-rollback runbook-undo runbook-retry \
+	runbook-get runbook-validate runbook-metrics-check runbook-canary-promote runbook-pin-update \
+	runbook-restart-workers runbook-clear-cache

@@ -156,6 +156,15 @@ def test_get_tree_and_status_exit_codes(running: Cluster, capsys: pytest.Capture
     code, out, _ = cli(running, capsys, "status", "trainingrun", "held")
     assert code == 3
     assert "Idle" in out
+    code, out, _ = cli(running, capsys, "status", "held")  # a bare name: its kind is looked up
+    assert code == 3
+    assert "TrainingRun default/held: Idle" in out
+    code, out, _ = cli(running, capsys, "status", "pin")
+    assert code == 0
+    assert "ModelPin default/pin: Ready" in out
+    code, _, err = cli(running, capsys, "status", "nothing")
+    assert code == 2
+    assert "no trainingrun, modelpin, canary, abexperiment named 'nothing'" in err
     code, out, _ = cli(
         running, capsys, "status", "tr/held", "--watch", "--timeout", "0.5", "--interval", "0.2"
     )
@@ -305,6 +314,8 @@ def test_each_action_changes_its_annotation_or_spec_and_nothing_else(
             {".metadata.annotations.artisan.dev/downshift"},
         ),
         (("restart", "pin"), "ModelPin", "pin", {".metadata.annotations.artisan.dev/restartedAt"}),
+        # a TrainingRun restarts from its newest checkpoint: a manual rollback to that step
+        (("restart", "tr"), "TrainingRun", "tr", {".metadata.annotations.artisan.dev/rollback-to"}),
         (
             ("rollback", "tr", "tr", "--to-checkpoint", "2500"),
             "TrainingRun",
@@ -340,9 +351,17 @@ def test_refused_actions_change_nothing(cluster: Cluster, capsys: pytest.Capture
     cluster.create(resource("Canary", "cny", {"targetRef": {"name": "pin"}, "steps": [{"setWeight": 10}]}))
     cluster.set_status("Canary", "cny", {"phase": "Healthy"})
     cluster.set_status("TrainingRun", "tr", {"phase": "Running", "lastCheckpoint": {"step": 1000}})
+    cluster.create(training_run("fresh"))  # no checkpoint yet
+    cluster.create(model_pin("tr"))  # a ModelPin and a TrainingRun by one name
     before = {
         k: copy.deepcopy(cluster.get(*k))
-        for k in (("ModelPin", "pin"), ("TrainingRun", "tr"), ("Canary", "cny"))
+        for k in (
+            ("ModelPin", "pin"),
+            ("TrainingRun", "tr"),
+            ("Canary", "cny"),
+            ("TrainingRun", "fresh"),
+            ("ModelPin", "tr"),
+        )
     }
     refusals = [
         (("abort", "cny"), "no rollout in progress"),
@@ -354,6 +373,12 @@ def test_refused_actions_change_nothing(cluster: Cluster, capsys: pytest.Capture
         (("pin", "pin", "--role", "primary", "--revision", "not valid!"), "spec.models.primary.revision"),
         (("undo", "pin"), "no previous revision"),
         (("promote", "nothing"), "HTTP 404"),
+        (("restart", "fresh"), "no checkpoint yet"),
+        (("restart", "cny"), "no modelpin, trainingrun named 'cny'"),
+        (("restart", "canary/cny"), "restart applies to modelpins and trainingruns"),
+        (("restart", "tr"), "ambiguous"),
+        (("status", "tr"), "say trainingrun/tr or modelpin/tr"),
+        (("pin", "pin", "--role", "creative", "--revision", "3.1.1"), "give --model-name and --source"),
     ]
     for args, message in refusals:
         code, _, err = cli(cluster, capsys, *args)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from artisan_operator.api import KINDS, KINDS_BY_NAME
 from artisan_operator.api.model_pin import ModelPinSpec
 from artisan_operator.api.training_run import parse_rollback_to
 from artisan_operator.cli import runbooks
@@ -115,6 +117,48 @@ def test_kinds_resolve_like_kubectl(text: str, kind: str) -> None:
     assert runbooks.parse_ref(text, "a")[0].kind == kind
 
 
+def test_a_bare_name_leaves_the_kind_to_be_looked_up() -> None:
+    assert runbooks.parse_ref_or_name("fleet") == (None, "fleet")
+    assert runbooks.parse_ref_or_name("tr") == (None, "tr")  # a name, even one that looks like a kind
+    kind, name = runbooks.parse_ref_or_name("mpin/fleet")
+    assert (kind and kind.kind, name) == ("ModelPin", "fleet")
+    kind, name = runbooks.parse_ref_or_name("cny", "rollout")
+    assert (kind and kind.kind, name) == ("Canary", "rollout")
+    with pytest.raises(ActionError, match="a name is required"):
+        runbooks.parse_ref_or_name(" ")
+
+
+# The rows of pick_kind's docstring table.
+@pytest.mark.parametrize(
+    ("found", "result"),
+    [
+        (["Canary"], "Canary"),
+        ([], "no trainingrun, modelpin, canary, abexperiment named 'x'"),
+        (["ModelPin", "Canary"], "ambiguous: there are 2 objects by that name; say modelpin/x or canary/x"),
+    ],
+)
+def test_pick_kind(found: list[str], result: str) -> None:
+    kinds = [KINDS_BY_NAME[k] for k in found]
+    if len(found) == 1:
+        assert runbooks.pick_kind("x", kinds, KINDS).kind == result
+    else:
+        with pytest.raises(ActionError, match=re.escape(result)):
+            runbooks.pick_kind("x", kinds, KINDS)
+
+
+# The rows of training_restart_patch's docstring table.
+def test_training_restart_is_a_rollback_to_the_newest_checkpoint() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    run = {"spec": {}, "status": {"lastCheckpoint": {"step": 3000}}}
+    patch, step = runbooks.training_restart_patch(run, now)
+    assert step == 3000
+    assert patch == {"metadata": {"annotations": {"artisan.dev/rollback-to": "3000@2026-03-01T12:00:00Z"}}}
+    with pytest.raises(ActionError, match="no checkpoint yet"):
+        runbooks.training_restart_patch({"spec": {}, "status": {}}, now)
+    with pytest.raises(ActionError, match="suspended"):
+        runbooks.training_restart_patch({**run, "spec": {"suspend": True}}, now)
+
+
 def test_unknown_kind_and_missing_name_are_refused() -> None:
     with pytest.raises(ActionError, match="unknown kind 'pods'"):
         runbooks.resolve_kind("pods")
@@ -220,7 +264,7 @@ def test_pin_patches_only_the_role_and_validates() -> None:
     }
     with pytest.raises(ActionError, match="revision"):
         runbooks.pin_patch(pin, "primary", "bad revision!")
-    with pytest.raises(ActionError, match="give --name and --source"):
+    with pytest.raises(ActionError, match="give --model-name and --source"):
         runbooks.pin_patch(pin, "creative", "3.1.1")
     with pytest.raises(ActionError, match="already pins"):
         runbooks.pin_patch(pin, "primary", "2.5.1")

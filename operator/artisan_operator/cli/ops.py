@@ -163,7 +163,11 @@ def register(subparsers: Any) -> None:
     get.set_defaults(func=command(run_get))
 
     status = add("status", "health of one object; exit 0 when Ready, 1 when unhealthy, 3 when not yet")
-    status.add_argument("ref", metavar="KIND/NAME", help="e.g. canary/rollout or mpin/fleet")
+    status.add_argument(
+        "ref",
+        metavar="[KIND/]NAME",
+        help="e.g. canary/rollout, mpin fleet, or a bare name (its kind is looked up; ambiguous is an error)",
+    )
     status.add_argument("name", nargs="?", help=argparse.SUPPRESS)
     status.add_argument("-w", "--watch", action="store_true", help="wait until Ready or unhealthy")
     status.add_argument("--timeout", type=float, default=300.0, help="seconds to watch (default 300)")
@@ -216,8 +220,15 @@ def register(subparsers: Any) -> None:
     resume = add("resume", "undo emergency-stop exactly (from the records it left)", every)
     resume.set_defaults(func=command(run_resume))
 
-    restart = add("restart", "ModelPin: rolling restart of its ensemble pods")
-    restart.add_argument("name", metavar="MODELPIN")
+    restart = add(
+        "restart",
+        "ModelPin: rolling restart of its ensemble pods; TrainingRun: restart the trainer from its newest"
+        " checkpoint (a manual rollback to that step: the next Job attempt resumes from it)",
+    )
+    restart.add_argument(
+        "ref", metavar="[KIND/]NAME", help="a ModelPin or TrainingRun: mpin/fleet, tr ppo, or a bare name"
+    )
+    restart.add_argument("name", nargs="?", help=argparse.SUPPRESS)
     restart.set_defaults(func=command(run_restart))
 
     endpoint = argparse.ArgumentParser(add_help=False)
@@ -333,14 +344,27 @@ def conditions_table(obj: Obj) -> Table:
     return table
 
 
+def find_kind(client: CliClient, namespace: str, name: str, kinds: Sequence[Kind]) -> Kind:
+    """The kind of the one object called ``name`` among ``kinds`` (for a bare NAME)."""
+    found = []
+    for kind in kinds:
+        try:
+            client.get_custom(kind.plural, namespace, name)
+        except NotFoundError:
+            continue
+        found.append(kind)
+    return runbooks.pick_kind(name, found, kinds)
+
+
 def run_status(args: argparse.Namespace) -> int:
-    kind, name = runbooks.parse_ref(args.ref, args.name)
+    given_kind, name = runbooks.parse_ref_or_name(args.ref, args.name)
     if args.timeout < 0 or args.interval <= 0:
         raise ActionError("--timeout must be ≥ 0 and --interval > 0")
     out = console()
     deadline = time.monotonic() + args.timeout
     last: runbooks.Verdict | None = None
     with connected(args) as (client, namespace):
+        kind = given_kind or find_kind(client, namespace, name, KINDS)
         while True:
             try:
                 obj = client.get_custom(kind.plural, namespace, name)
@@ -478,14 +502,23 @@ def run_downshift(args: argparse.Namespace) -> int:
         return patch_and_report(client, kind, namespace, args.name, patch, what=annotation_summary(patch))
 
 
+RESTARTABLE = ("ModelPin", "TrainingRun")
+
+
 def run_restart(args: argparse.Namespace) -> int:
-    kind = KINDS_BY_NAME["ModelPin"]
+    given_kind, name = runbooks.parse_ref_or_name(args.ref, args.name)
+    if given_kind is not None and given_kind.kind not in RESTARTABLE:
+        raise ActionError(f"restart applies to modelpins and trainingruns, not {given_kind.plural}")
     with connected(args) as (client, namespace):
-        client.get_custom(kind.plural, namespace, args.name)
-        patch = runbooks.restart_patch(utc_now())
-        return patch_and_report(
-            client, kind, namespace, args.name, patch, what=f"restart requested ({annotation_summary(patch)})"
-        )
+        kind = given_kind or find_kind(client, namespace, name, [KINDS_BY_NAME[k] for k in RESTARTABLE])
+        obj = client.get_custom(kind.plural, namespace, name)
+        if kind.kind == "TrainingRun":
+            patch, step = runbooks.training_restart_patch(obj, utc_now())
+            what = f"restart from the checkpoint at step {step} requested ({annotation_summary(patch)})"
+        else:
+            patch = runbooks.restart_patch(utc_now())
+            what = f"restart requested ({annotation_summary(patch)})"
+        return patch_and_report(client, kind, namespace, name, patch, what=what)
 
 
 STOPPABLE = ("ModelPin", "TrainingRun")

@@ -105,6 +105,33 @@ def parse_ref(ref: str, name: str | None = None) -> tuple[Kind, str]:
     return resolve_kind(kind_text), name
 
 
+def parse_ref_or_name(ref: str, name: str | None = None) -> tuple[Kind | None, str]:
+    """Like :func:`parse_ref`, and a bare ``NAME`` too: its kind (None) is then looked up."""
+    if "/" in ref or name is not None:
+        return parse_ref(ref, name)
+    if not ref.strip():
+        raise ActionError("a name is required")
+    return None, ref.strip()
+
+
+def pick_kind(name: str, found: Sequence[Kind], searched: Sequence[Kind]) -> Kind:
+    """The one kind among ``searched`` that has an object called ``name``.
+
+    | found                | result                                                     |
+    |----------------------|------------------------------------------------------------|
+    | [Canary]             | Canary                                                     |
+    | []                   | error: no trainingrun, modelpin, ... named NAME            |
+    | [ModelPin, Canary]   | error: ambiguous, modelpin/NAME or canary/NAME             |
+    """
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        kinds = ", ".join(k.singular for k in searched)
+        raise ActionError(f"no {kinds} named {name!r} in this namespace")
+    refs = " or ".join(f"{k.singular}/{name}" for k in found)
+    raise ActionError(f"{name!r} is ambiguous: there are {len(found)} objects by that name; say {refs}")
+
+
 # Health.
 
 
@@ -351,6 +378,31 @@ def restart_patch(now: datetime) -> Obj:
     return annotation_patch(RESTARTED_AT_ANNOTATION, rfc3339(now))
 
 
+def training_restart_patch(training_run: Mapping[str, Any], now: datetime) -> tuple[Obj, int]:
+    """Restart a TrainingRun's trainer from its newest checkpoint: a manual rollback to that step.
+
+    Deleting the trainer pod is not a restart: the Job's backoffLimit is 0, so the Job would fail
+    and with it the run. The operator's ``artisan.dev/rollback-to`` instead starts the next attempt's
+    Job resuming from the checkpoint (recorded in ``status.rollbacks``).
+
+    | status                                  | result                                 |
+    |-----------------------------------------|----------------------------------------|
+    | lastCheckpoint.step 3000                | rollback-to 3000@now, 3000             |
+    | no lastCheckpoint                       | error: no checkpoint to restart from   |
+    | spec.suspend true                       | error: suspended, resume it first      |
+    """
+    if (training_run.get("spec") or {}).get("suspend"):
+        raise ActionError("the TrainingRun is suspended: resume it (spec.suspend: false) before restarting")
+    last = ((training_run.get("status") or {}).get("lastCheckpoint") or {}).get("step")
+    if last is None:
+        raise ActionError(
+            "the TrainingRun has no checkpoint yet, so there is nothing to restart from "
+            "(deleting its pod would fail the Job, which has backoffLimit 0)"
+        )
+    step = int(last)
+    return rollback_patch(training_run, step, now), step
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: what the API server makes of ``target`` after a JSON merge patch (null removes)."""
     if not isinstance(patch, Mapping):
@@ -386,7 +438,7 @@ def pin_patch(
     spec = model_pin.get("spec") or {}
     current = dict((spec.get("models") or {}).get(role) or {})
     if not current and (name is None or source is None):
-        raise ActionError(f"the ModelPin has no {role} model: give --name and --source to add one")
+        raise ActionError(f"the ModelPin has no {role} model: give --model-name and --source to add one")
     updated = {**current, "revision": revision}
     if name is not None:
         updated["name"] = name
