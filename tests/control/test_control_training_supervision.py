@@ -175,6 +175,28 @@ def case_deadline() -> None:
     assert cond(plan, "DeadlineExceeded") == "True"
 
 
+def case_suspended_deadline() -> None:
+    s = spec(activeDeadlineSeconds=100, suspend=True)
+    status = step(spec(activeDeadlineSeconds=100), started(), T0 + timedelta(seconds=50)).status
+    assert status.active_since == T0
+    # Suspended long past the deadline: no failure, the clock is stopped.
+    plan = step(s, status, T0 + timedelta(hours=3), TrainerJobState("run-0", suspended=True))
+    assert (plan.status.phase, plan.stop_job, plan.status.active_since) == ("Suspended", None, None)
+    # Resumed: the clock restarts, so 99 s later the run still trains and 100 s later it ends.
+    resumed_at = T0 + timedelta(hours=3, seconds=10)
+    resumed = step(spec(activeDeadlineSeconds=100), plan.status, resumed_at).status
+    assert (resumed.phase, resumed.active_since) == ("Running", resumed_at)
+    later = step(spec(activeDeadlineSeconds=100), resumed, resumed_at + timedelta(seconds=99))
+    assert later.status.phase == "Running"
+    ended = step(spec(activeDeadlineSeconds=100), resumed, resumed_at + timedelta(seconds=100))
+    assert ended.status.phase == "Failed"
+    # A Job that Kueue suspended (preemption, not yet admitted) does not count either.
+    queued = TrainerJobState("run-0", suspended=True)
+    plan = step(spec(activeDeadlineSeconds=100), status, T0 + timedelta(hours=1), queued)
+    assert plan.status.phase != "Failed"
+    assert plan.stop_job is None
+
+
 def case_job_deadline() -> None:
     # The Job's own activeDeadlineSeconds ended it: the run's deadline, not a pod failure to retry.
     job = TrainerJobState("run-0", failed=1, deadline_exceeded=True)
@@ -221,6 +243,16 @@ def test_every_docstring_row_has_a_scenario() -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_worked_example(case: str) -> None:
     CASES[case]()
+
+
+def test_deadline_clock_keeps_running_across_an_operator_rollback() -> None:
+    s = spec(activeDeadlineSeconds=100)
+    rolled = step(s, started(), T0 + timedelta(seconds=60), TrainerJobState("run-0", failed=1))
+    assert rolled.restart is not None
+    between = step(s, rolled.status, T0 + timedelta(seconds=70), job=None)
+    assert between.status.active_since == T0
+    new_job = TrainerJobState("run-1", active=1, pod_phase="Running", attempt=1)
+    assert step(s, between.status, T0 + timedelta(seconds=100), new_job).status.phase == "Failed"
 
 
 def test_restart_is_not_repeated_after_an_operator_restart() -> None:

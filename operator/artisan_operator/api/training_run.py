@@ -45,7 +45,8 @@ class TrainingRunSpec(TrainingConfig):
     suspend: bool = False
     """Suspend the run: the Job is suspended and the checkpoints are kept."""
     active_deadline_seconds: int | None = Field(default=None, ge=1)
-    """Wall-clock limit of the run; past it the run ends Failed (DeadlineExceeded)."""
+    """Time limit of the run, counted from its start and afresh from each resume (suspended time never
+    counts, as for a Job); past it the run ends Failed (DeadlineExceeded)."""
     queue_name: str | None = Field(default=None, min_length=1, max_length=63)
     """Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job."""
     seed: int = Field(default=1, ge=0)
@@ -113,6 +114,9 @@ class TrainingRunStatus(ApiModel):
     """Rollbacks so far (trainer and operator), oldest first."""
     start_time: datetime | None = None
     """When the trainer pod first started."""
+    active_since: datetime | None = None
+    """When the activeDeadlineSeconds clock last started: the run's start or its last resume (unset
+    while suspended; suspended time does not count, as for a Job)."""
     completion_time: datetime | None = None
     """When the run ended."""
     last_progress_time: datetime | None = None

@@ -16,11 +16,18 @@ trainer last reported as verified. After ``rollback.maxRollbacks`` operator roll
 | exit-exhausted      | ended with outcome RollbacksExhausted | Running   | restart from final checkpoint   |
 | exit-final-values   | Succeeded, termination message        | Succeeded | final step, reward, checkpoints |
 | rollbacks-exhausted | anomaly after maxRollbacks restarts   | Failed    | stop, RollbacksExhausted        |
-| deadline            | activeDeadlineSeconds of running time | Failed    | stop, DeadlineExceeded          |
+| deadline            | activeDeadlineSeconds since (re)start | Failed    | stop, DeadlineExceeded          |
 | job-deadline        | the Job failed with DeadlineExceeded  | Failed    | DeadlineExceeded                |
 | suspended           | spec.suspend                          | Suspended | Job suspended, PVC kept         |
+| suspended-deadline  | suspended past the deadline           | Suspended | none; clock restarts on resume  |
 | succeeded           | Job succeeded                         | Succeeded | none                            |
 | finished            | ended before, same generation         | kept      | none                            |
+
+``activeDeadlineSeconds`` counts like a Job's: from the run's start, and afresh from each resume.
+Suspended time never counts (``spec.suspend``, or a Job that Kueue suspended or has not admitted
+yet): a suspended run never fails on its deadline; ``status.activeSince`` holds when the clock last
+started (cleared while suspended). The Job carries the same ``activeDeadlineSeconds``, which
+Kubernetes pauses and resets on resume the same way.
 
 A stall needs evidence: metrics that were read (a provider error is no evidence) and a pod running
 for ``stallSeconds`` without any change of step (a step that goes back after a restart is progress).
@@ -383,6 +390,11 @@ def supervise_training(
     # Any change counts: after a restart the step goes back to the checkpoint's and climbs again.
     progressed = step is not None and step != previous.step
     start = previous.start_time or (now if job is not None else None)
+    suspended = spec.suspend or (job is not None and job.suspended)
+    # The deadline clock: stopped while suspended, restarted when the run runs again.
+    active_since = None if suspended or job is None else (previous.active_since or now)
+    if previous.active_since is not None and job is None and not suspended:
+        active_since = previous.active_since  # between attempts: the clock keeps running
     last_progress = previous.last_progress_time
     if progressed or spec.suspend or (last_progress is None and job is not None):
         # A suspended run gets a fresh stall window when it resumes; a new Job starts one.
@@ -395,6 +407,7 @@ def supervise_training(
         "step": step,
         "total_steps": spec.ppo.total_steps,
         "start_time": start,
+        "active_since": active_since,
         "last_progress_time": last_progress,
         "rollbacks": rollbacks,
     }
@@ -441,8 +454,8 @@ def supervise_training(
         return SupervisionPlan(status, write, restart, stop_job, tuple(events), requeue)
 
     deadline_hit = job is not None and job.deadline_exceeded
-    if spec.active_deadline_seconds is not None and start is not None:
-        deadline_hit = deadline_hit or now >= start + timedelta(seconds=spec.active_deadline_seconds)
+    if spec.active_deadline_seconds is not None and active_since is not None:
+        deadline_hit = deadline_hit or now >= active_since + timedelta(seconds=spec.active_deadline_seconds)
     if deadline_hit:
         message = f"activeDeadlineSeconds={spec.active_deadline_seconds} exceeded"
         conditions = set_condition(
