@@ -236,6 +236,8 @@ async def test_queue_overflow_gets_429_with_retry_after(catalog: IngredientCatal
             assert refused.headers["Retry-After"] == "3"
             metrics = (await client.get("/metrics")).text
             assert "artisan_queue_size 1.0" in metrics
+            assert "artisan_queue_capacity 1.0" in metrics  # the alert's denominator: maxWaiting
+            assert 'artisan_requests_rejected_total{reason="overload"} 1.0' in metrics
             gate.set()
             assert (await running).status_code == 200
             assert (await waiting).status_code == 200

@@ -248,6 +248,7 @@ async def test_gateway_forwards_and_hot_reloads_within_two_seconds(
     streamed = await client.post("/v1/chat/completions", json={**chat, "stream": True})
     assert streamed.headers["content-type"].startswith("text/event-stream")
     assert streamed.text.rstrip().endswith("data: [DONE]")
+    assert "artisan_requests_running 0.0" in (await client.get("/metrics")).text  # relay freed its slot
 
     # a broken table is not applied: the last good one stays in force
     write_part(routing, PIN_KEY, "{not json")
@@ -306,6 +307,14 @@ async def test_per_variant_sufficient_statistics(gateway: tuple[httpx.AsyncClien
         assert f"artisan_variant_observations_total{{{labels}}} {float(count)}" in text
         assert f"artisan_variant_sum_total{{{labels}}} {float(count)}" in text
         assert f'ab_test_requests_total{{variant="{variant}"}} {float(count)}' in text
+        # The SRM contract: one assignment per brief request (feedback is not a new assignment).
+        assignment = f'experiment="scent-ab",variant="{variant}"'
+        assert f"artisan_variant_assignments_total{{{assignment}}} {float(count)}" in text
+    assert sum(
+        value
+        for name, value in _samples(text, "artisan_variant_assignments_total")
+        if 'experiment="scent-ab"' in name
+    ) == len(users)
     first_variant = assign("user-0", weights, salt="s1")
     labels = f'experiment="scent-ab",metric="rating",variant="{first_variant}"'
     assert f"artisan_variant_sum_squares_total{{{labels}}} 16.0" in text
@@ -329,3 +338,72 @@ async def test_gateway_validates_and_reports_missing_table(tmp_path: Path) -> No
         assert bad.status_code == 422
         assert bad.json()["field"] == "mode"
     assert json.loads(serialize(EXPERIMENT))["salt"] == "s1"
+
+
+def _samples(text: str, metric: str) -> list[tuple[str, float]]:
+    return [
+        (line.rsplit(" ", 1)[0], float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith(metric + "{")
+    ]
+
+
+class HeldUpstream(httpx.AsyncBaseTransport):
+    """An ensemble that answers only when released: the gateway's forwards pile up behind it."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.arrived = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.arrived += 1
+        await self.release.wait()
+        body = {"formula": {"ifra": {"compliant": True}}}
+        return httpx.Response(200, json=body, headers={"content-type": "application/json"})
+
+
+async def test_gateway_backpressure_bounded_queue_then_429_with_retry_after(tmp_path: Path) -> None:
+    from artisan_ensemble.gateway.app import create_gateway_app
+
+    write_part(tmp_path, PIN_KEY, serialize(PinRoute(stable=STABLE)))
+    settings = EnsembleSettings(
+        role="gateway",
+        routing_dir=tmp_path,
+        routing_poll_seconds=0.1,
+        gateway_max_concurrent=1,
+        gateway_max_waiting=1,
+        gateway_retry_after_seconds=2,
+    )
+    upstream = HeldUpstream()
+    app = create_gateway_app(settings, transport=upstream)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as client,
+    ):
+
+        async def loaded() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await wait_for(loaded)
+
+        async def brief(n: int) -> httpx.Response:
+            return await client.post("/v1/briefs", json={"text": f"held {n}", "userId": f"u{n}"})
+
+        running = asyncio.create_task(brief(0))
+        waiting = asyncio.create_task(brief(1))
+
+        async def queue_full() -> bool:
+            return upstream.arrived == 1 and "artisan_queue_size 1.0" in (await client.get("/metrics")).text
+
+        await wait_for(queue_full)
+        refused = await brief(2)
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "2"
+        assert upstream.arrived == 1  # the refused request never reached the ensemble
+        text = (await client.get("/metrics")).text
+        assert "artisan_queue_capacity 1.0" in text
+        assert "artisan_requests_running 1.0" in text
+        assert 'artisan_requests_rejected_total{reason="overload"} 1.0' in text
+        upstream.release.set()
+        assert [(await running).status_code, (await waiting).status_code] == [200, 200]
+        assert "artisan_queue_size 0.0" in (await client.get("/metrics")).text

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from artisan_ensemble.ensemble.admission import AdmissionController
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 12, 20, 30, 60)
 MS_BUCKETS = tuple(b * 1000 for b in LATENCY_BUCKETS)
 
@@ -31,7 +33,34 @@ class HttpMetrics:
         )
 
 
-class EnsembleMetrics(HttpMetrics):
+class QueueMetrics(HttpMetrics):
+    """The admission queue, the same names in both roles: an alert divides size by capacity."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.queue_size = Gauge("artisan_queue_size", "Requests waiting for a slot.", registry=r)
+        self.queue_capacity = Gauge(
+            "artisan_queue_capacity",
+            "Most requests allowed to wait for a slot (beyond it 429); artisan_queue_size over this is"
+            " the queue's fill ratio.",
+            registry=r,
+        )
+        self.running = Gauge("artisan_requests_running", "Requests holding a slot.", registry=r)
+        self.rejected = Counter(
+            "artisan_requests_rejected_total",
+            "Requests refused (429 overload, 503 no model).",
+            ["reason"],
+            registry=r,
+        )
+
+    def watch_queue(self, admission: AdmissionController) -> None:
+        self.queue_size.set_function(lambda: admission.waiting)
+        self.running.set_function(lambda: admission.running)
+        self.queue_capacity.set(admission.max_waiting)
+
+
+class EnsembleMetrics(QueueMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry or CollectorRegistry())
         r = self.registry
@@ -102,14 +131,6 @@ class EnsembleMetrics(HttpMetrics):
         )
         self.cache_misses = Counter("artisan_cache_misses_total", "Cache misses.", registry=r)
         self.cache_entries = Gauge("artisan_cache_entries", "Entries in the response cache.", registry=r)
-        self.queue_size = Gauge("artisan_queue_size", "Requests waiting for a generation slot.", registry=r)
-        self.running = Gauge("artisan_requests_running", "Requests holding a generation slot.", registry=r)
-        self.rejected = Counter(
-            "artisan_requests_rejected_total",
-            "Requests refused (429 overload, 503 no model).",
-            ["reason"],
-            registry=r,
-        )
         self.ifra_violations = Counter(
             "ifra_violations_total",
             "IFRA limit violations found in generated formulas (before the safety projection).",
@@ -159,7 +180,7 @@ class EnsembleMetrics(HttpMetrics):
         self.curation_acceptance.set(self._feedback_accepted / self._feedback_seen)
 
 
-class GatewayMetrics(HttpMetrics):
+class GatewayMetrics(QueueMetrics):
     """Per-variant sufficient statistics: with count, Σx and Σx² per metric, means, variances and exact
     two-sample tests can be computed from counters alone (PromQL or the operator's analysis)."""
 
@@ -177,6 +198,13 @@ class GatewayMetrics(HttpMetrics):
             "artisan_variant_sum_squares_total",
             "Sum of squared values per variant and metric.",
             labels,
+            registry=r,
+        )
+        self.assignments = Counter(
+            "artisan_variant_assignments_total",
+            "Brief requests the gateway assigned to each variant of an experiment (once per request;"
+            " the sample-ratio-mismatch check compares these counts with the variant weights).",
+            ["experiment", "variant"],
             registry=r,
         )
         self.ab_requests = Counter(

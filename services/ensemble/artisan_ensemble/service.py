@@ -132,8 +132,7 @@ class EnsembleService:
         }
         for role in ROLES:
             self._on_breaker_change(role, BreakerState.CLOSED)
-        metrics.queue_size.set_function(lambda: self.admission.waiting)
-        metrics.running.set_function(lambda: self.admission.running)
+        metrics.watch_queue(self.admission)
         metrics.cache_entries.set_function(lambda: len(self.cache))
 
     # ---- state ------------------------------------------------------------------------------------

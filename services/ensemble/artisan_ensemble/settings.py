@@ -10,6 +10,8 @@
 | ``ARTISAN_ENSEMBLE_ROUTING_DIR``    | gateway: the mounted ``<modelpin>-routing`` ConfigMap            |
 | ``ARTISAN_ENSEMBLE_ADMIN_TOKEN``    | bearer token of /admin/* (admin disabled when unset)             |
 | ``ARTISAN_ENSEMBLE_FEEDBACK_DB``    | SQLite file of the feedback store                               |
+| ``ARTISAN_ENSEMBLE_GATEWAY_MAX_CONCURRENT`` | gateway: requests forwarded at once (default 64)  |
+| ``ARTISAN_ENSEMBLE_GATEWAY_MAX_WAITING`` | gateway: requests allowed to wait; beyond it 429 (256) |
 | ``ARTISAN_ENSEMBLE_POLICY_DIR``     | the trainer's checkpoint directory (the ModelPin policy's PVC)   |
 | ``ARTISAN_ENSEMBLE_POLICY_CHECKPOINT`` | with POLICY_DIR: ``best``, ``latest`` or ``step-N`` (default  |
 |                                     | best); without it: a checkpoint file or directory path          |
@@ -48,6 +50,12 @@ class EnsembleSettings(BaseSettings):
     routing_dir: Path | None = None
     routing_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+    gateway_max_concurrent: int = Field(default=64, ge=1, le=100_000)
+    """Gateway backpressure: requests forwarded at once."""
+    gateway_max_waiting: int = Field(default=256, ge=0, le=1_000_000)
+    """Gateway backpressure: requests allowed to wait for a forwarding slot; beyond it 429."""
+    gateway_retry_after_seconds: float = Field(default=1.0, gt=0)
+    """Retry-After the gateway sends with its 429."""
     admin_token: SecretStr | None = None
     feedback_db: Path | None = None
     catalog_path: Path | None = None

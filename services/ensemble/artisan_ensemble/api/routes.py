@@ -7,15 +7,14 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import Receive, Scope, Send
 
 from artisan_common.curation import CurationHistory, FeedbackSample, filter_sample, rating_to_reward
 from artisan_common.feedback_store import FeedbackStore
@@ -34,6 +33,7 @@ from artisan_ensemble.api.models import (
     ModelOut,
     ModelsResponse,
 )
+from artisan_ensemble.api.streaming import SlotReleasingStream
 from artisan_ensemble.ensemble.breaker import BreakerState
 from artisan_ensemble.ensemble.formula import concentration_for
 from artisan_ensemble.ensemble.ports import GenerationRequest
@@ -259,22 +259,6 @@ def _chat_prompt(body: ChatCompletionRequest) -> str:
     return "\n".join([*lines, "assistant:"])
 
 
-class _SlotReleasingStream(StreamingResponse):
-    """An SSE response that frees its admission slot however it ends: the stream's own end, an error,
-    or the client going away before the first chunk (when the body generator never starts, so its
-    ``finally`` never runs). ``release`` must be once-only (``AdmissionController.releaser``)."""
-
-    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None]) -> None:
-        super().__init__(content, media_type="text/event-stream")
-        self._release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._release()
-
-
 @router.post(
     "/v1/chat/completions",
     tags=["openai"],
@@ -352,7 +336,7 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
         finally:
             release()  # at once when the stream ends; the response's close covers a stream never started
 
-    return _SlotReleasingStream(events(), release)
+    return SlotReleasingStream(events(), release)
 
 
 def _params(request: GenerationRequest) -> ModeParams:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from artisan_common.curation import rating_to_reward
@@ -20,6 +20,8 @@ from artisan_common.training import CurationSpec
 from artisan_ensemble.api.errors import UnavailableError, install_error_handlers
 from artisan_ensemble.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from artisan_ensemble.api.models import BriefRequest, ChatCompletionRequest, FeedbackRequest, FormulaRequest
+from artisan_ensemble.api.streaming import SlotReleasingStream
+from artisan_ensemble.ensemble.admission import AdmissionController
 from artisan_ensemble.gateway.decide import GatewayDecision, decide_route
 from artisan_ensemble.gateway.routing_watch import RoutingWatcher
 from artisan_ensemble.metrics import GatewayMetrics
@@ -52,6 +54,15 @@ def create_gateway_app(
     metrics = GatewayMetrics()
     runtime = GatewayRuntime()
     curation = CurationSpec()
+    # Backpressure: a bounded number of forwards in flight and waiting; beyond it 429 + Retry-After at
+    # once, so an overloaded gateway neither grows memory nor piles requests onto the ensemble fleet.
+    admission = AdmissionController(
+        settings.gateway_max_concurrent,
+        settings.gateway_max_waiting,
+        settings.gateway_retry_after_seconds,
+        on_reject=metrics.rejected.labels(reason="overload").inc,
+    )
+    metrics.watch_queue(admission)
 
     def on_reload(ok: bool) -> None:
         metrics.routing_reloads.labels(result="ok" if ok else "error").inc()
@@ -74,7 +85,8 @@ def create_gateway_app(
     async def forward(decision: GatewayDecision, path: str, payload: dict[str, Any]) -> httpx.Response:
         assert runtime.client is not None
         try:
-            return await runtime.client.post(decision.backend.url.rstrip("/") + path, json=payload)
+            async with admission.admit():
+                return await runtime.client.post(decision.backend.url.rstrip("/") + path, json=payload)
         except httpx.HTTPError as error:
             metrics.upstream_errors.labels(track=decision.track).inc()
             raise UnavailableError(
@@ -118,6 +130,7 @@ def create_gateway_app(
         """Assign the user, forward to the chosen ensemble fleet and record the variant's statistics."""
         requested = body.mode if "mode" in body.model_fields_set else None
         decision = decide_route(runtime.table(), _user_key(body.user_id), requested)
+        metrics.assignments.labels(decision.experiment, decision.variant).inc()
         metrics.ab_requests.labels(variant=decision.variant).inc()
         metrics.routed.labels(track=decision.track, mode=decision.mode).inc()
         started = time.perf_counter()
@@ -163,13 +176,18 @@ def create_gateway_app(
         assert runtime.client is not None
         url = decision.backend.url.rstrip("/") + "/v1/chat/completions"
         request = runtime.client.build_request("POST", url, json=payload)
+        await admission.acquire()  # the slot is held until the relayed stream ends
+        release = admission.releaser()
         try:
             upstream = await runtime.client.send(request, stream=True)
-        except httpx.HTTPError as error:
-            metrics.upstream_errors.labels(track=decision.track).inc()
-            raise UnavailableError(
-                f"{decision.track} backend unreachable: {type(error).__name__}", 1
-            ) from error
+        except BaseException as error:
+            release()
+            if isinstance(error, httpx.HTTPError):
+                metrics.upstream_errors.labels(track=decision.track).inc()
+                raise UnavailableError(
+                    f"{decision.track} backend unreachable: {type(error).__name__}", 1
+                ) from error
+            raise
 
         async def relay_stream() -> AsyncIterator[bytes]:
             try:
@@ -177,12 +195,15 @@ def create_gateway_app(
                     yield chunk
             finally:
                 await upstream.aclose()
+                release()
 
-        return StreamingResponse(
+        return SlotReleasingStream(
             relay_stream(),
+            release,
             status_code=upstream.status_code,
             media_type=upstream.headers.get("content-type", "text/event-stream"),
             headers={"X-Artisan-Track": decision.track},
+            aclose=upstream.aclose,
         )
 
     app = FastAPI(title="Artisan gateway", version="0.1.0", lifespan=lifespan)
