@@ -17,6 +17,10 @@ MODES: tuple[Mode, ...] = ("fast", "balanced", "creative")
 
 
 class ModeParams(ApiModel):
+    """Generation parameters of one mode; the field defaults here are balanced's. Each field of
+    ``ModelPin.spec.modes`` has its own mode's defaults (:class:`FastModeParams`, ...), so a mode
+    given with only some fields gets that mode's values for the rest, not balanced's."""
+
     max_new_tokens: int = Field(default=512, ge=1, le=32768)
     """Most tokens generated per model call."""
     temperature: float = Field(default=0.7, ge=0, le=5)
@@ -27,20 +31,50 @@ class ModeParams(ApiModel):
     """Deadline of one request in this mode."""
 
 
+class FastModeParams(ModeParams):
+    """Fast mode's parameters; unset fields default to fast's values (256 tokens, 0.3, 0.8, 8 s)."""
+
+    max_new_tokens: int = Field(default=256, ge=1, le=32768)
+    """Most tokens generated per model call."""
+    temperature: float = Field(default=0.3, ge=0, le=5)
+    """Sampling temperature (0 = greedy)."""
+    top_p: float = Field(default=0.8, gt=0, le=1)
+    """Nucleus sampling mass, in (0, 1]."""
+    timeout_seconds: float = Field(default=8.0, gt=0, le=600)
+    """Deadline of one request in this mode."""
+
+
+class BalancedModeParams(ModeParams):
+    """Balanced mode's parameters; unset fields default to balanced's values (512 tokens, 0.7, 0.9, 12 s)."""
+
+
+class CreativeModeParams(ModeParams):
+    """Creative mode's parameters; unset fields default to creative's values (1024, 0.8, 0.95, 20 s)."""
+
+    max_new_tokens: int = Field(default=1024, ge=1, le=32768)
+    """Most tokens generated per model call."""
+    temperature: float = Field(default=0.8, ge=0, le=5)
+    """Sampling temperature (0 = greedy)."""
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    """Nucleus sampling mass, in (0, 1]."""
+    timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    """Deadline of one request in this mode."""
+
+
+MODE_DEFAULTS: dict[Mode, type[ModeParams]] = {
+    "fast": FastModeParams,
+    "balanced": BalancedModeParams,
+    "creative": CreativeModeParams,
+}
+"""Each mode's parameter model: its field defaults are the mode's seed values."""
+
+
 class ModesSpec(ApiModel):
-    fast: ModeParams = Field(
-        default_factory=lambda: ModeParams(max_new_tokens=256, temperature=0.3, top_p=0.8, timeout_seconds=8)
-    )
+    fast: FastModeParams = Field(default_factory=FastModeParams)
     """Primary model only: short, literal."""
-    balanced: ModeParams = Field(
-        default_factory=lambda: ModeParams(max_new_tokens=512, temperature=0.7, top_p=0.9, timeout_seconds=12)
-    )
+    balanced: BalancedModeParams = Field(default_factory=BalancedModeParams)
     """Primary and validator."""
-    creative: ModeParams = Field(
-        default_factory=lambda: ModeParams(
-            max_new_tokens=1024, temperature=0.8, top_p=0.95, timeout_seconds=20
-        )
-    )
+    creative: CreativeModeParams = Field(default_factory=CreativeModeParams)
     """Primary, validator and creative models."""
 
     def params(self, mode: Mode) -> ModeParams:
