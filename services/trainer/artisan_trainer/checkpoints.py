@@ -250,6 +250,19 @@ class CheckpointManager:
                 self.refused.append(message)
         return None
 
+    def verified(self, record: CheckpointRecord | None) -> bool:
+        """Whether ``record``'s file is on disk and still matches its sha256 (no unpickling)."""
+        if record is None:
+            return False
+        try:
+            return sha256_file(self.directory / record.file) == record.sha256
+        except OSError:
+            return False
+
+    def newest_verified(self) -> CheckpointRecord | None:
+        """The newest kept checkpoint whose file matches its sha256."""
+        return next((r for r in reversed(self.records) if self.verified(r)), None)
+
     def load_best(self) -> dict[str, Any]:
         if self.best is None:
             raise CheckpointError(f"no best checkpoint in {self.directory}")

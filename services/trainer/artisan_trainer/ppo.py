@@ -334,6 +334,8 @@ class PPOTrainer:
             )
         else:
             self._save_checkpoint()  # step 0: there is always a rollback target
+        self.rollbacks_at_start = len(self.rollbacks)
+        """Rollbacks restored from the checkpoint (made by earlier processes of this run)."""
 
     def _zeros(self, *shape: int) -> Tensor:
         return torch.zeros(shape, dtype=torch.float32, device=self.device)
@@ -345,6 +347,11 @@ class PPOTrainer:
             return None
         recent = list(self.returns)[-RETURN_WINDOW:]
         return float(np.mean(recent))
+
+    @property
+    def process_rollbacks(self) -> list[RollbackRecord]:
+        """The rollbacks this process made (the operator counts them per Job attempt)."""
+        return self.rollbacks[self.rollbacks_at_start :]
 
     def train(self, total_steps: int | None = None) -> TrainingSummary:
         """Run updates until ``total_steps`` environment steps (or a stop); returns the summary."""

@@ -27,6 +27,7 @@ from prometheus_client import (
 
 from artisan_common.curation import QualityReport, RejectionReason
 from artisan_common.gpu_metrics import GpuMemoryCollector
+from artisan_trainer.config import TrainerConfig
 from artisan_trainer.ppo import RollbackRecord, TrainingHooks, UpdateStats
 from artisan_trainer.rollback import RollbackReason
 
@@ -44,6 +45,10 @@ class TrainerMetrics(TrainingHooks):
         r.register(GpuMemoryCollector(torch.cuda))  # artisan_gpu_memory_*_bytes; none without CUDA
         self.entropy_coef = Gauge("ppo_entropy_coef", "Entropy bonus coefficient in use", registry=r)
         self.rl_entropy = Gauge("rl_entropy_coefficient", "Entropy bonus coefficient (seed name)", registry=r)
+        # The alert "entropy stopped annealing" compares the coefficient with where it should end.
+        self.rl_entropy_final = Gauge(
+            "rl_entropy_coefficient_final", "Entropy coefficient at the end of its schedule", registry=r
+        )
         self.learning_rate = Gauge("ppo_learning_rate", "Learning rate in use", registry=r)
         self.step = Gauge("ppo_training_step", "Environment steps done", registry=r)
         self.update = Gauge("ppo_update", "PPO updates done", registry=r)
@@ -100,6 +105,10 @@ class TrainerMetrics(TrainingHooks):
             self.curation_samples.labels(outcome=rejection.value)
         self.last_progress = time.monotonic()
         self._rng = np.random.default_rng(0)
+
+    def on_config(self, config: TrainerConfig) -> None:
+        """Values fixed for the run: the entropy schedule's final coefficient."""
+        self.rl_entropy_final.set(config.ppo.entropy.final)
 
     # TrainingHooks ---------------------------------------------------------------------------
     def on_update(
