@@ -12,7 +12,14 @@ import pytest
 from artisan_operator.api.canary import CanarySpec, CanaryStatus
 from artisan_operator.policy import canary as canary_module
 from artisan_operator.policy.analysis import MetricValue
-from artisan_operator.policy.canary import CanaryObservation, CanaryPlan, canary_replicas, decide_canary
+from artisan_operator.policy.canary import (
+    CanaryObservation,
+    CanaryPlan,
+    canary_replicas,
+    decide_canary,
+    serving_revision,
+)
+from artisan_operator.policy.model_pin import DeploymentObservation
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 ERRORS = {
@@ -186,9 +193,46 @@ def case_background_failed() -> None:
 def case_all_steps_done() -> None:
     s = spec([{"setWeight": 10}, {"analysis": {"metrics": [ERRORS]}}, {"setWeight": 100}])
     plan = decide(s, rollout(), T0)
-    assert (plan.status.phase, plan.promote, plan.weight) == ("Healthy", "v2", None)
+    # Promoted, but the canary keeps its traffic until the stable fleet serves the new pins.
+    assert (plan.status.phase, plan.promote, plan.weight, plan.canary_replicas) == (
+        "Progressing",
+        "v2",
+        100,
+        4,
+    )
     assert plan.status.current_step_index == 3
     assert cond(plan, "Promoted") == "True"
+    assert "kept until the stable fleet serves it" in (plan.status.message or "")
+
+
+def promoted_pin(previous: CanaryStatus, serving: str | None) -> CanaryObservation:
+    """The ModelPin after the promotion: v2 is stable; its stable fleet serves ``serving``."""
+    return CanaryObservation(
+        "v2", "v2", replicas=4, generation=1, previous=previous, stable_ready_revision=serving
+    )
+
+
+def case_promoted_rolled() -> None:
+    s = spec([{"setWeight": 10}, {"setWeight": 60}])
+    plan = decide(s, rollout(), T0)
+    assert (plan.promote, plan.weight) == ("v2", 60)
+    # The stable fleet still rolls (it serves v1, or nothing fully): route and canary fleet stay.
+    for serving in ("v1", None, "v1"):
+        plan = decide(s, promoted_pin(plan.status, serving), T0 + timedelta(seconds=5))
+        assert (plan.status.phase, plan.weight, plan.canary_replicas, plan.promote) == (
+            "Progressing",
+            60,
+            3,
+            None,
+        )
+        assert plan.status.canary_revision == "v2"
+    assert plan.events == ()  # Promoted was posted once
+    plan = decide(s, promoted_pin(plan.status, "v2"), T0 + timedelta(seconds=10))
+    assert (plan.status.phase, plan.weight, plan.canary_replicas) == ("Healthy", None, 0)
+    assert plan.status.canary_revision is None
+    assert plan.status.current_step_index == 2
+    later = decide(s, promoted_pin(plan.status, "v2"), T0 + timedelta(seconds=15))
+    assert (later.status.phase, later.weight, later.status.current_step_index) == ("Healthy", None, 2)
 
 
 def case_aborted() -> None:
@@ -283,7 +327,34 @@ def case_manual_promote() -> None:
 
 def case_promote_full() -> None:
     plan = decide(spec(STEPS), rollout(action="promote-full"), T0)
-    assert (plan.status.phase, plan.promote, plan.weight) == ("Healthy", "v2", None)
+    assert (plan.status.phase, plan.promote, plan.weight) == ("Healthy", "v2", None)  # nothing routed yet
+    plan = decide(spec(STEPS), rollout(), T0)
+    plan = advance(spec(STEPS), plan, T0 + timedelta(seconds=5), action="promote-full")
+    assert (plan.status.phase, plan.promote, plan.weight) == ("Progressing", "v2", 10)
+    plan = decide(spec(STEPS), promoted_pin(plan.status, "v2"), T0 + timedelta(seconds=9))
+    assert (plan.status.phase, plan.weight) == ("Healthy", None)
+
+
+def test_serving_revision_needs_the_rollout_observed_and_every_replica_updated_and_ready() -> None:
+    def fleet(**fields: object) -> DeploymentObservation:
+        values: dict[str, object] = {
+            "name": "pin-ensemble",
+            "revision": "v2",
+            "generation": 3,
+            "observed_generation": 3,
+            "replicas": 2,
+            "updated_replicas": 2,
+            "ready_replicas": 2,
+            "available_replicas": 2,
+        }
+        return DeploymentObservation(**{**values, **fields})  # type: ignore[arg-type]
+
+    assert serving_revision(fleet()) == "v2"
+    assert serving_revision(None) is None
+    assert serving_revision(fleet(observed_generation=2)) is None  # the controller has not seen it
+    assert serving_revision(fleet(updated_replicas=1)) is None  # an old pod still serves
+    assert serving_revision(fleet(ready_replicas=1)) is None
+    assert serving_revision(fleet(replicas=3)) is None  # a surge pod of the old revision
 
 
 CASES = {

@@ -239,3 +239,22 @@ def observe_target(cluster: ClusterClient, namespace: str, name: str) -> TargetO
         revision=status.get("revision"),
         stable_revision=stable.get("revision"),
     )
+
+
+def read_stable_fleet(cluster: ClusterClient, namespace: str, model_pin: str) -> DeploymentObservation | None:
+    """The ModelPin's stable ensemble Deployment as observed (None when absent), for the Canary loop
+    (a promotion keeps the canary route until the stable fleet serves the promoted pins)."""
+    try:
+        raw = decode(
+            cluster.apps.read_namespaced_deployment(
+                ensemble_deployment_name(model_pin),
+                namespace,
+                _preload_content=False,
+                _request_timeout=cluster.request_timeout,
+            )
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return deployment_observation(raw)

@@ -8,7 +8,8 @@ One pass (blocking API calls on the thread pool, metric queries async):
 3. apply, in the order that keeps users safe: a weight that goes down (an abort: weight 0) is written
    to the router first, before anything else; the canary fleet (pin config, Deployment, Service owned
    by the Canary) is ensured; a weight that goes up is written after the fleet exists; a promotion is
-   recorded in the ModelPin's ``status.stable`` (the ModelPin loop then rolls the stable fleet to it);
+   recorded in the ModelPin's ``status.stable`` (the ModelPin loop then rolls the stable fleet to it),
+   and the canary route and fleet stay until the stable Deployment serves the promoted revision;
 4. the Canary status (the record of the step reached, the measurements, abort, promotion), then the
    removal of a consumed ``artisan.dev/action`` annotation, then the Events.
 
@@ -56,6 +57,7 @@ from artisan_operator.cluster.control import (
     remove_annotation,
     scale_deployment_if_exists,
 )
+from artisan_operator.cluster.observe import read_stable_fleet
 from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext, operator_context
 from artisan_operator.handlers.control_loop import (
@@ -86,7 +88,13 @@ from artisan_operator.manifests.ensemble import (
 )
 from artisan_operator.metrics.providers import BUILTIN_PROMQL, ScrapeProvider, render_query
 from artisan_operator.policy.analysis import MetricValue
-from artisan_operator.policy.canary import CanaryObservation, CanaryPlan, DueMetric, decide_canary
+from artisan_operator.policy.canary import (
+    CanaryObservation,
+    CanaryPlan,
+    DueMetric,
+    decide_canary,
+    serving_revision,
+)
 from artisan_operator.policy.conditions import decide_invalid_spec, describe_validation_error
 from artisan_operator.policy.initial_status import TargetObservation, decide_canary_initial
 from artisan_operator.policy.plan import EnsureChild, EventNote
@@ -145,14 +153,17 @@ async def measure(
 
 def observe(
     cluster: ClusterClient, settings: Settings, namespace: str, name: str
-) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-    """The Canary and its target ModelPin, read afresh (None: the Canary is gone or deleting)."""
+) -> tuple[dict[str, Any], dict[str, Any] | None, str | None] | None:
+    """The Canary, its target ModelPin and the revision the stable fleet serves (``serving_revision``),
+    read afresh (None: the Canary is gone or deleting)."""
     body = read_custom_object(cluster, PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
     pin = read_custom_object(cluster, MODEL_PIN_PLURAL, namespace, target) if target else None
-    return body, pin
+    fleet = read_stable_fleet(cluster, namespace, str(target)) if pin is not None else None
+    serving = serving_revision(fleet)
+    return body, pin, serving
 
 
 def observation_of(
@@ -324,7 +335,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
     seen = await cluster.run(observe, cluster, settings, namespace, name)
     if seen is None:
         return None
-    body, pin_body = seen
+    body, pin_body, serving = seen
     # Full precision (not second-truncated): measurement intervals of a second or two stay exact.
     now = datetime.now(tz=UTC)
     previous = parse_previous_status(CanaryStatus, body.get("status"))
@@ -346,7 +357,9 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
         post_events(body, invalid.events)
         return None
     observation, pin_spec = observation_of(body, pin_body, settings, previous)
-    observation = replace(observation, baselines=canary_scraper(memo).baselines())
+    observation = replace(
+        observation, baselines=canary_scraper(memo).baselines(), stable_ready_revision=serving
+    )
     if observation.desired_revision is None or observation.stable_revision is None:
         # No target yet, or its first revision is not serving: nothing to roll out, nothing to route.
         target = target_observation(spec.target_ref.name, pin_body)

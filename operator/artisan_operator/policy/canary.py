@@ -20,14 +20,20 @@ again with the same ``now`` and the samples, which makes the second plan final.
 | metric-failed     | a metric Failed (or Error)            | Degraded    | 0      | abort, scale down later|
 | inconclusive      | a metric Inconclusive                 | Paused      | kept   | wait: promote or retry|
 | background-failed | background metric Failed              | Degraded    | 0      | abort                 |
-| all-steps-done    | the last step completed               | Healthy     | –      | promote desired pins  |
+| all-steps-done    | the last step completed               | Progressing | kept   | promote desired pins  |
+| promoted-rolled   | promoted, stable fleet ready on it    | Healthy     | –      | canary removed        |
 | aborted           | aborted earlier, desired unchanged    | Degraded    | 0      | canary 0 after delay  |
 | reverted          | aborted, desired reverted to stable   | Healthy     | –      | no canary             |
 | retry             | aborted, action retry                 | Progressing | step's | steps again from 0    |
 | retry-paused      | paused Inconclusive, action retry     | Progressing | kept   | measure those again   |
 | manual-abort      | action abort                          | Degraded    | 0      | abort                 |
 | manual-promote    | action promote while paused           | Progressing | kept   | skip the current step |
-| promote-full      | action promote-full                   | Healthy     | –      | promote at once       |
+| promote-full      | action promote-full                   | Progressing | kept   | promote at once       |
+
+A promotion records the desired pins as stable in the ModelPin's status; the ModelPin loop then rolls
+the stable fleet to them. Until the stable Deployment serves them (``stable_ready_revision``: its
+observedGeneration current and every replica updated and ready) the canary keeps its weight and its
+fleet, so no user is sent back to the old revision meanwhile; then the route and the fleet go.
 
 A manual action is the value of the ``artisan.dev/action`` annotation (``promote``, ``promote-full``,
 ``abort``, ``retry``, optionally suffixed ``@<anything>`` to repeat the same action). It is applied
@@ -76,6 +82,7 @@ from artisan_operator.api.canary import (
 )
 from artisan_operator.policy.analysis import MetricValue, empty_result, next_due, record
 from artisan_operator.policy.conditions import KState, set_condition, set_kstatus
+from artisan_operator.policy.model_pin import DeploymentObservation
 from artisan_operator.policy.plan import EventNote
 
 BACKGROUND_PREFIX = "background/"
@@ -102,6 +109,9 @@ class CanaryObservation:
     previous: CanaryStatus | None = None
     action: str | None = None
     """Value of the artisan.dev/action annotation, if present."""
+    stable_ready_revision: str | None = None
+    """The revision the stable Deployment serves with every replica updated and ready (its
+    observedGeneration current); None while it rolls, or when it is absent."""
     samples: Mapping[str, MetricValue] = field(default_factory=dict)
     """Fresh measurements of the metrics listed as due by the previous call, by metric key."""
     baselines: Mapping[str, datetime] = field(default_factory=dict)
@@ -135,6 +145,18 @@ class CanaryPlan:
     """Seconds until something is due (a measurement, a pause end, the post-abort scale-down)."""
     consumed_action: bool = False
     """The action annotation has been applied (or refused): the handler removes it."""
+
+
+def serving_revision(deployment: DeploymentObservation | None) -> str | None:
+    """The revision a Deployment serves once rolled out: its controller saw the newest spec
+    (observedGeneration) and every replica is updated and ready; None before that, or when absent."""
+    if deployment is None or deployment.revision is None:
+        return None
+    if deployment.generation is not None and (deployment.observed_generation or 0) < deployment.generation:
+        return None
+    if not deployment.updated_replicas == deployment.ready_replicas == deployment.replicas:
+        return None
+    return deployment.revision
 
 
 def parse_action(value: str | None) -> CanaryAction | None:
@@ -300,7 +322,17 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
             reason="TargetNotFound",
         )
 
-    def promoted_status(message: str) -> CanaryPlan:
+    def holding(weight: int) -> bool:
+        """The promoted revision is routed to the canary until the stable fleet serves it."""
+        return weight > 0 and obs.stable_ready_revision != desired
+
+    def hold_message(weight: int) -> str:
+        return (
+            f"revision {desired} promoted; canary weight {weight}% kept until the stable fleet "
+            "serves it (every replica updated and ready)"
+        )
+
+    def promoted_status(message: str, weight: int = 0) -> CanaryPlan:
         nonlocal conditions
         conditions = set_condition(
             conditions, PROMOTED, "True", PROMOTED, message, now=now, generation=generation
@@ -309,11 +341,12 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
             conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
         )
         events.append(EventNote(PROMOTED, message))
+        hold = holding(weight)
         return finish(
-            "Healthy",
-            message,
-            weight=None,
-            replicas=0,
+            "Progressing" if hold else "Healthy",
+            hold_message(weight) if hold else message,
+            weight=weight if hold else None,
+            replicas=canary_replicas(spec, weight, obs.replicas) if hold else 0,
             status_update={
                 "current_step_index": len(spec.steps),
                 "canary_revision": desired,
@@ -332,13 +365,26 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
         return promoted_status(f"revision {desired} is the first one: recorded as stable without a canary")
 
     if desired == stable:
+        just_promoted = previous.canary_revision == desired and previous.promoted_at is not None
+        if just_promoted and holding(previous.weight):
+            return finish(
+                "Progressing",
+                hold_message(previous.weight),
+                weight=previous.weight,
+                replicas=canary_replicas(spec, previous.weight, obs.replicas),
+                status_update={"canary_revision": desired},
+                reason=PROMOTED,
+            )
         reverted = previous.aborted_at is not None and previous.canary_revision not in (None, desired)
         if reverted:
             events.append(EventNote("Reverted", f"target reverted to the stable revision {stable}"))
         conditions = set_condition(
             conditions, ABORTED, "False", "NotAborted", "", now=now, generation=generation
         )
-        done = previous.canary_revision == desired
+        # Promoted (this pass clears the canary, or an earlier one did): the steps stay done.
+        done = previous.canary_revision == desired or (
+            previous.canary_revision is None and previous.current_step_index == len(spec.steps)
+        )
         return finish(
             "Healthy",
             f"stable revision {stable} serves all traffic",
@@ -428,7 +474,7 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
     if action == "abort":
         return abort_now("manual abort")
     if action == "promote-full":
-        return promoted_status(f"revision {desired} promoted to stable (promote --full)")
+        return promoted_status(f"revision {desired} promoted to stable (promote --full)", weight)
 
     run = _Pass(spec, obs, now, index, weight, started, results)
     if action == "promote":
@@ -493,7 +539,9 @@ def decide_canary(spec: CanarySpec, obs: CanaryObservation, now: datetime) -> Ca
 
     events.extend(run.events)
     if run.index >= len(spec.steps):
-        return promoted_status(f"revision {desired} promoted to stable after {len(spec.steps)} steps")
+        return promoted_status(
+            f"revision {desired} promoted to stable after {len(spec.steps)} steps", run.weight
+        )
     if run.paused_reason is not None:
         phase, message = "Paused", f"{run.paused_reason}; promote to continue or retry"
         if previous.phase != "Paused":
