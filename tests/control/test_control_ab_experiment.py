@@ -157,3 +157,30 @@ def test_conclusion_is_a_record_kept_until_the_spec_changes() -> None:
     restarted = assess_experiment(s, "exp", changed, T0 + timedelta(hours=2))
     assert restarted.status.phase == "Running"
     assert restarted.status.start_time == T0 + timedelta(hours=2)
+
+
+def test_srm_uses_the_assignment_counts_when_the_gateway_exports_them() -> None:
+    balanced = (normal(3.5, 400, 1), normal(3.5, 400, 2))
+    # Ratings balanced, assignments 1000 vs 850 at 50/50: an SRM only the assignments show.
+    plan = assess_experiment(
+        spec(), "exp", observe(*balanced, assignments={"control": 1000, "treatment": 850}), T0
+    )
+    assert plan.status.phase == "Invalid"
+    assert "assignment counts {'control': 1000, 'treatment': 850}" in (plan.status.message or "")
+    assert "primary metric's counts" not in (plan.status.message or "")
+    # Ratings imbalanced, assignments balanced: users assigned evenly rated unevenly; no SRM.
+    skewed = (normal(3.5, 400, 1), normal(3.5, 300, 2))
+    plan = assess_experiment(
+        spec(), "exp", observe(*skewed, assignments={"control": 1000, "treatment": 1000}), T0
+    )
+    assert plan.status.phase == "Running"
+    assert condition(plan.status, "SRMDetected") == "False"
+
+
+def test_srm_falls_back_to_the_primary_counts_and_says_so() -> None:
+    skewed = (normal(3.5, 400, 1), normal(3.5, 300, 2))
+    plan = assess_experiment(spec(), "exp", observe(*skewed), T0)
+    assert plan.status.phase == "Invalid"
+    assert "primary-metric counts" in (plan.status.message or "")
+    running = assess_experiment(spec(), "exp", observe(normal(3.5, 400, 1), normal(3.5, 400, 2)), T0)
+    assert "SRM checked on the primary metric's counts" in (running.status.message or "")

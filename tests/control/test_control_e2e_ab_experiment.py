@@ -34,6 +34,11 @@ def plant(
     exporter.set("artisan_variant_sum_squares_total", float((array**2).sum()), **labels)
 
 
+def assign(exporter: ControlledExporter, experiment: str, variant: str, requests: int) -> None:
+    """The gateway's assignment counter: requests assigned to this variant (the SRM test's input)."""
+    exporter.set("artisan_variant_assignments_total", float(requests), experiment=experiment, variant=variant)
+
+
 def experiment(name: str, promote: bool = False, **analysis: Any) -> dict[str, Any]:
     return {
         "apiVersion": "artisan.dev/v1alpha1",
@@ -60,6 +65,8 @@ def test_planted_effect_finds_the_winner_and_promotes_it(
     rng = np.random.default_rng(7)
     plant(exporter, "abx-effect", "control", rng.normal(3.5, 1.0, 400).clip(0))
     plant(exporter, "abx-effect", "treatment", rng.normal(3.9, 1.0, 400).clip(0))
+    assign(exporter, "abx-effect", "control", 1010)
+    assign(exporter, "abx-effect", "treatment", 990)
     stable_pin(ab_control, "pin")
     ab_control.create(experiment("abx-effect", promote=True))
 
@@ -78,6 +85,7 @@ def test_planted_effect_finds_the_winner_and_promotes_it(
     assert treatment["n"] == 400
     assert treatment["pValue"] <= 0.05
     assert treatment["ciLower"] > 0  # the interval of the difference excludes 0
+    assert "primary metric's counts" not in status["message"]  # SRM on the assignment counter
     entry = wait_for(lambda: (e := routed_entry(ab_control)) and e.get("promoted") == "treatment" and e)
     assert entry["experiment"] == "abx-effect"
     assert len(ab_control.posted_events("abx-effect", "WinnerFound")) == 1
@@ -87,6 +95,8 @@ def test_a_a_test_finds_no_winner(ab_control: Control, exporter: ControlledExpor
     rng = np.random.default_rng(11)
     plant(exporter, "abx-aa", "control", rng.normal(3.5, 1.0, 400).clip(0))
     plant(exporter, "abx-aa", "treatment", rng.normal(3.5, 1.0, 400).clip(0))
+    assign(exporter, "abx-aa", "control", 1000)
+    assign(exporter, "abx-aa", "treatment", 1000)
     stable_pin(ab_control, "pin")
     ab_control.create(experiment("abx-aa"))
     analysed = wait_for(
@@ -114,9 +124,13 @@ def test_a_a_test_finds_no_winner(ab_control: Control, exporter: ControlledExpor
 def test_planted_traffic_imbalance_is_flagged_as_srm(
     ab_control: Control, exporter: ControlledExporter
 ) -> None:
+    """The imbalance is in the assignments (1000 vs 850 requests at 50/50 weights); the ratings are
+    balanced (400 each), so only the assignment counter reveals it."""
     rng = np.random.default_rng(3)
     plant(exporter, "abx-srm", "control", rng.normal(3.5, 1.0, 400).clip(0))
-    plant(exporter, "abx-srm", "treatment", rng.normal(3.5, 1.0, 300).clip(0))  # 50/50 weights
+    plant(exporter, "abx-srm", "treatment", rng.normal(3.5, 1.0, 400).clip(0))
+    assign(exporter, "abx-srm", "control", 1000)
+    assign(exporter, "abx-srm", "treatment", 850)
     stable_pin(ab_control, "pin")
     ab_control.create(experiment("abx-srm"))
     status = wait_for(
@@ -131,6 +145,29 @@ def test_planted_traffic_imbalance_is_flagged_as_srm(
     srm = condition({"status": status}, "SRMDetected")
     assert srm is not None
     assert srm["status"] == "True"
+    assert "assignment counts {'control': 1000, 'treatment': 850}" in status["message"]
     wait_for(lambda: routed_entry(ab_control) is None, timeout=5)  # stopped: no routing entry
     gauge = ab_control.contexts[-1].metrics.control.experiment_srm.labels(NS, "abx-srm")
     assert gauge._value.get() == 1
+
+
+def test_without_the_assignment_counter_srm_falls_back_to_primary_counts_and_says_so(
+    ab_control: Control, exporter: ControlledExporter
+) -> None:
+    rng = np.random.default_rng(5)
+    plant(exporter, "abx-old-gateway", "control", rng.normal(3.5, 1.0, 400).clip(0))
+    plant(exporter, "abx-old-gateway", "treatment", rng.normal(3.5, 1.0, 300).clip(0))  # 50/50 weights
+    stable_pin(ab_control, "pin")
+    ab_control.create(experiment("abx-old-gateway"))
+    status = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", "abx-old-gateway").get("status") or {}).get("phase")
+            == "Invalid"
+            and s
+        ),
+        timeout=30,
+        message="SRM on the primary counts",
+    )
+    assert status["srmPValue"] < 0.001
+    assert "primary-metric counts" in status["message"]
+    assert "no artisan_variant_assignments_total" in status["message"]

@@ -22,6 +22,7 @@ from artisan_operator.metrics.providers import (
     counter_increase,
     parse_selector,
     render_query,
+    variant_assignments,
     variant_statistics,
 )
 from artisan_operator.policy.canary import CanaryObservation, CanaryPlan, decide_canary
@@ -303,3 +304,16 @@ async def test_canary_error_rate_without_prometheus_baselines_then_measures_then
     plan = await one_pass(plan.status, T0 + timedelta(seconds=20))
     assert (plan.status.phase, plan.weight) == ("Degraded", 0)
     assert plan.status.metrics[0].measurements[-1].value == pytest.approx(0.5)
+
+
+async def test_variant_assignments_from_the_gateway_counter(exporter: tuple[str, CollectorRegistry]) -> None:
+    url, registry = exporter
+    p = ScrapeProvider(lambda: [url])
+    assert await variant_assignments(p, "exp", prometheus=False) == {}  # absent: the caller falls back
+    assigned = Counter("artisan_variant_assignments_total", "a", ["experiment", "variant"], registry=registry)
+    assigned.labels("exp", "control").inc(120)
+    assigned.labels("exp", "treatment").inc(80)
+    assigned.labels("other", "control").inc(5)
+    assert await variant_assignments(p, "exp", prometheus=False) == {"control": 120, "treatment": 80}
+    down = ScrapeProvider(lambda: ["http://127.0.0.1:9/metrics"], timeout=1.0)
+    assert isinstance(await variant_assignments(down, "exp", prometheus=False), str)

@@ -5,7 +5,9 @@ Every ``experiment_interval_seconds`` (and at once after a create/update nudge) 
 1. reads the ABExperiment and its target ModelPin afresh (no target: the honest initial status);
 2. reads n, Σx, Σx² per variant of the primary metric, and of the metrics the guardrails need, from
    Prometheus (``sum by (variant)`` over the gateway's ``artisan_variant_*_total`` counters) or, with no
-   Prometheus configured, from a direct scrape of the gateway pods;
+   Prometheus configured, from a direct scrape of the gateway pods; and the requests assigned to
+   each variant (``artisan_variant_assignments_total``) for the sample-ratio-mismatch test (the
+   primary metric's counts stand in when the gateway does not export it, as the status says);
 3. ``assess_experiment`` → status, routing entry, Events; the entry is written to ``experiment.json``
    of the target's routing table (only our own entry is ever cleared), then the status, then Events.
 
@@ -32,7 +34,12 @@ from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext, operator_context
 from artisan_operator.handlers.control_loop import metric_provider, nudge, post_events, run_control_loop
 from artisan_operator.handlers.reconcile import owner_from_body, parse_previous_status, utc_now
-from artisan_operator.metrics.providers import MetricProvider, ScrapeProvider, variant_statistics
+from artisan_operator.metrics.providers import (
+    MetricProvider,
+    ScrapeProvider,
+    variant_assignments,
+    variant_statistics,
+)
 from artisan_operator.policy.ab_experiment import (
     GUARDRAIL_SOURCES,
     ExperimentObservation,
@@ -136,7 +143,10 @@ async def ab_experiment_pass(context: OperatorContext, namespace: str, name: str
         targets = await cluster.run(pod_metrics_urls, cluster, namespace, GATEWAY_SELECTOR, GATEWAY_PORT)
         provider = ScrapeProvider(targets=lambda: targets, timeout=settings.metric_query_timeout_seconds)
     recorded = await read_statistics(provider, spec, name, prometheus)
-    if isinstance(recorded, str):
+    assigned = await variant_assignments(provider, name, prometheus)
+    if isinstance(assigned, str) and not isinstance(recorded, str):
+        recorded = assigned
+    if isinstance(recorded, str) or isinstance(assigned, str):
         context.metrics.record_error(KIND, "MetricsUnavailable")
         if not any(v.n for v in previous.variants) and previous.phase == "Running":
             # Nothing measured yet: say so honestly (the statistics are cumulative; nothing is lost).
@@ -151,6 +161,8 @@ async def ab_experiment_pass(context: OperatorContext, namespace: str, name: str
     observation = ExperimentObservation(
         primary=recorded.get(spec.metrics.primary.name, {}),
         guardrails=guardrail_values(spec, recorded),
+        # Absent counter: None, and the SRM test falls back to the primary metric's counts.
+        assignments=assigned or None,
         generation=owner.generation,
         previous=previous if body.get("status") else None,
     )

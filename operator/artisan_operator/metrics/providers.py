@@ -406,3 +406,16 @@ async def variant_statistics(
         )
         for variant, n in counts.items()
     }
+
+
+async def variant_assignments(
+    provider: MetricProvider, experiment: str, prometheus: bool = True
+) -> dict[str, int] | str:
+    """Requests assigned per variant (``artisan_variant_assignments_total``), for the SRM test; an
+    empty dict when the gateway does not export the counter (or an error message)."""
+    selector = f'artisan_variant_assignments_total{{experiment="{experiment}"}}'
+    query = f"sum by (variant) ({selector})" if prometheus else selector
+    counts = await provider.query_by(query, "variant")
+    if isinstance(counts, str):
+        return counts
+    return {variant: int(n) for variant, n in counts.items()}

@@ -61,6 +61,9 @@ RATE_METRICS = frozenset({"success", "ifraCompliance"})
 """Primary metrics that are 0/1 per sample (tested as proportions)."""
 TERMINAL: frozenset[ExperimentPhase] = frozenset({"Concluded", "Inconclusive", "Invalid"})
 MIN_EXPECTED_FOR_SRM = 5
+SRM_FALLBACK_NOTE = (
+    "SRM checked on the primary metric's counts (the gateway exports no artisan_variant_assignments_total)"
+)
 """The chi-square approximation needs about 5 expected units per variant; no SRM verdict before."""
 
 
@@ -203,6 +206,9 @@ def assess_experiment(
 
     # Sample-ratio mismatch: the assignment is broken, so no comparison can be trusted.
     units = observation.assignments or {v: s.n for v, s in stats.items()}
+    # Without the gateway's assignment counter the primary metric's counts stand in (they miss
+    # assigned users who never produced that metric), and the status says so.
+    fallback = "" if observation.assignments else f"; {SRM_FALLBACK_NOTE}"
     counts = [int(units.get(v.name, 0)) for v in spec.variants]
     weights = [float(v.weight) for v in spec.variants]
     live = [w for w in weights if w > 0]
@@ -269,7 +275,7 @@ def assess_experiment(
             start_time=start,
             concluded_at=now if phase in TERMINAL else None,
             promoted=promoted,
-            message=message,
+            message=message + fallback,
         )
 
     def ready(phase: ExperimentPhase, reason: str, message: str) -> None:
@@ -280,7 +286,8 @@ def assess_experiment(
 
     if srm_p is not None and srm_p < analysis.srm_alpha:
         message = (
-            f"sample ratio mismatch: assignment counts {dict(zip(units, counts, strict=False))} do not "
+            f"sample ratio mismatch: {'primary-metric' if fallback else 'assignment'} counts "
+            f"{dict(zip(units, counts, strict=False))} do not "
             f"match weights {weights} (chi-square p={srm_p:.2e} < srmAlpha {analysis.srm_alpha})"
         )
         conditions = set_condition(
