@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -587,3 +588,28 @@ def test_a_stream_is_refused_with_503_and_retry_after_when_the_primary_cannot_an
     assert "circuit open" in open_breaker.json()["error"]
     assert open_breaker.headers["Retry-After"] == "60"  # the breaker's hold
     assert (service.admission.running, service.admission.waiting) == (0, 0)
+
+
+async def test_concurrent_feedback_cannot_overrun_the_per_user_rate_limit(catalog: IngredientCatalog) -> None:
+    """The rate limit's read and the insert are one step: 12 simultaneous ratings from one user (limit
+    5 per window) store exactly 5 accepted, even when reading the history is slow."""
+    app = make_app(fake_generators(), catalog)
+    async with app.router.lifespan_context(app):
+        store = app.state.runtime.store
+        read_history = store.user_submissions_since
+
+        def slow_read(*args: Any) -> Any:
+            history = read_history(*args)
+            time.sleep(0.02)  # widens the window between the check and the insert
+            return history
+
+        store.user_submissions_since = slow_read
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            rating = {"userId": "eager", "ifraCompliant": True, "rating": 4, "responseSeconds": 9}
+            responses = await asyncio.gather(
+                *(client.post("/v1/feedback", json={**rating, "sampleId": f"r-{n}"}) for n in range(12))
+            )
+        reasons = sorted(str(r.json()["reason"]) for r in responses)
+        assert reasons == ["None"] * 5 + ["rate_limited"] * 7
+        assert store.counts() == {"accepted": 5, "rate_limited": 7}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -54,6 +55,8 @@ class EnsembleRuntime:
     expected_roles: tuple[str, ...] = ()
     loaded_roles: tuple[str, ...] = ()
     policy_description: str = "heuristic"
+    feedback_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Makes the feedback rate limit's check and insert one step within this pod."""
 
 
 async def runtime(request: Request) -> EnsembleRuntime:
@@ -205,18 +208,25 @@ async def submit_feedback(body: FeedbackRequest, service: Service, rt: Runtime) 
         variant=body.variant,
     )
 
-    def curate_and_store() -> tuple[str | None, bool]:
-        history = CurationHistory(
-            user_submissions=store.user_submissions_since(
-                sample.user_id, now - timedelta(minutes=spec.rate_limit_window_minutes)
-            ),
-            reference_rewards=[s.reward for s in store.curated(limit=REFERENCE_REWARDS)],
-        )
-        reason = filter_sample(sample, spec, history)
-        stored = store.add(sample, reason)
-        return (reason.value if reason is not None else None), stored
+    def curate_and_store() -> tuple[FeedbackSample, str | None, bool]:
+        reference_rewards = [s.reward for s in store.curated(limit=REFERENCE_REWARDS)]  # not racy
+        # The rate limit reads the user's recent submissions and then inserts: one step under the
+        # lock, or concurrent submissions would all read the same history and all pass. The time is
+        # taken inside, so every sample's window sees the ones stored before it.
+        with rt.feedback_lock:
+            at = datetime.now(UTC)
+            stamped = sample.model_copy(update={"created_at": at})
+            history = CurationHistory(
+                user_submissions=store.user_submissions_since(
+                    stamped.user_id, at - timedelta(minutes=spec.rate_limit_window_minutes)
+                ),
+                reference_rewards=reference_rewards,
+            )
+            reason = filter_sample(stamped, spec, history)
+            stored = store.add(stamped, reason)
+        return stamped, (reason.value if reason is not None else None), stored
 
-    reason, stored = await asyncio.to_thread(curate_and_store)
+    sample, reason, stored = await asyncio.to_thread(curate_and_store)
     if stored:  # an idempotent retry is not a new sample
         service.metrics.record_curation(reason or "accepted")
     result = FeedbackResponse(
