@@ -33,7 +33,7 @@ class Recorder(TrainingHooks):
     def __init__(self) -> None:
         self.updates: list[UpdateStats] = []
 
-    def on_update(self, stats: UpdateStats, raw: object, norm: object) -> None:  # type: ignore[override]
+    def on_update(self, stats: UpdateStats, raw: object, norm: object) -> None:
         self.updates.append(stats)
 
 
@@ -136,3 +136,63 @@ def test_resume_skips_a_corrupted_latest_checkpoint(tmp_path: Path) -> None:
     assert trainer.step == 256
     assert "does not match the manifest" in trainer.checkpoints.refused[0]
     trainer.close()
+
+
+def test_fresh_start_in_a_used_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    config = tiny_config()
+    trainer = PPOTrainer(config, tmp_path)
+    trainer.train(128)
+    trainer.close()
+    manifest = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(CheckpointError, match=r"--checkpoint-dir .*pass --resume"):
+        PPOTrainer(config, tmp_path)
+    assert (tmp_path / "manifest.json").read_bytes() == manifest  # nothing touched
+
+
+def test_fresh_start_in_a_used_directory_exits_2_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from artisan_trainer import cli
+
+    args = ["train", "--env", "CartPole-v1", "--total-steps", "128", "--checkpoint-dir", str(tmp_path)]
+    args += ["--set", "ppo.stepsPerUpdate=128", "--set", "checkpoints.interval=128"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    assert f"--checkpoint-dir {tmp_path}: already holds checkpoints" in capsys.readouterr().err
+    assert cli.main([*args, "--resume"]) == 0
+
+
+def test_resume_with_nothing_valid_starts_fresh_and_sets_the_manifest_aside(tmp_path: Path) -> None:
+    config = tiny_config("checkpoints.keepBest=false")
+    trainer = PPOTrainer(config, tmp_path)
+    trainer.train(128 * 3)
+    trainer.close()
+    for path in tmp_path.glob("ckpt-*.pt"):
+        path.write_bytes(b"garbage")
+    old_manifest = (tmp_path / "manifest.json").read_text()
+    trainer = PPOTrainer(config, tmp_path, resume=True)
+    trainer.close()
+    assert trainer.step == 0
+    (aside,) = tmp_path.glob("manifest.json.invalid-*")
+    assert aside.read_text() == old_manifest
+    assert [c["step"] for c in json.loads((tmp_path / "manifest.json").read_text())["checkpoints"]] == [0]
+    assert str(aside) in trainer.notice
+    assert len(trainer.checkpoints.refused) == 3
+
+
+def test_resume_falls_back_to_a_valid_best_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config()
+    trainer = PPOTrainer(config, tmp_path)
+    trainer.train(128 * 3)
+    trainer.close()
+    best = trainer.checkpoints.best
+    assert best is not None
+    for path in tmp_path.glob("ckpt-*.pt"):
+        path.write_bytes(b"garbage")
+    trainer = PPOTrainer(config, tmp_path, resume=True)
+    trainer.close()
+    assert trainer.step == best.step
+    assert trainer.notice == ""
+    assert not list(tmp_path.glob("manifest.json.invalid-*"))
+    assert all(step <= best.step for step in trainer.checkpoints.steps)  # refused newer ones dropped

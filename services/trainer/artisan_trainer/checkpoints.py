@@ -149,6 +149,26 @@ class CheckpointManager:
         atomic_write_bytes(self.directory / MANIFEST, (json.dumps(data, indent=2) + "\n").encode())
 
     @property
+    def has_checkpoints(self) -> bool:
+        """Whether the manifest lists anything (an earlier run used this directory)."""
+        return bool(self.records) or self.best is not None
+
+    def set_aside_manifest(self) -> Path | None:
+        """Rename the manifest to ``manifest.json.invalid-<UTC time>`` and forget what it listed.
+
+        For a resume that found nothing loadable: the run starts over, and the old manifest (with
+        the files it names, left in place) stays for a person to inspect instead of being reused.
+        """
+        path = self.directory / MANIFEST
+        if not path.exists():
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{MANIFEST}.invalid-{stamp}")
+        os.replace(path, aside)
+        self.records, self.best = [], None
+        return aside
+
+    @property
     def steps(self) -> list[int]:
         return [r.step for r in self.records]
 

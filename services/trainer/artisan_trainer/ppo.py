@@ -307,6 +307,8 @@ class PPOTrainer:
         """The rollback that was needed but could not be done (exhausted, or no target)."""
         self.message = ""
         """Why the run stopped early (empty when it did not)."""
+        self.notice = ""
+        """What the start did that a person should know (an old manifest set aside)."""
         self.detector = DetectorState()
         self.detector_settings = DetectorSettings.from_spec(
             config.rollback,
@@ -321,21 +323,47 @@ class PPOTrainer:
         self.injected_anomalies: dict[int, Anomaly] = {}
         """Test hook: update number → anomaly reported as if a detector had fired."""
 
+        if not resume and self.checkpoints.has_checkpoints:
+            # Never mix two runs' checkpoints in one manifest (rollback and "best" would cross runs).
+            raise CheckpointError(
+                f"--checkpoint-dir {checkpoint_dir}: already holds checkpoints of an earlier run "
+                f"(steps {self.checkpoints.steps}); pass --resume to continue it, or use an empty directory"
+            )
         # resume_at_or_before (the operator's rollback to a step): the newest verified checkpoint at or
         # before it; the newer ones are the abandoned branch and are dropped, as after a rollback.
         resumed = self.checkpoints.load_latest_valid(at_or_before=resume_at_or_before) if resume else None
+        if resume and resumed is None and resume_at_or_before is None:
+            resumed = self._load_best_if_valid()
         if resumed is not None:
             self._restore(resumed, keep_rollback_history=False)
-            if resume_at_or_before is not None:
-                self.checkpoints.discard_after(self.step)
+            # Newer ones were refused (or, with resume_at_or_before, abandoned): not targets any more.
+            self.checkpoints.discard_after(self.step)
         elif resume and resume_at_or_before is not None:
             raise CheckpointError(
                 f"--resume-from-step {resume_at_or_before}: no verified checkpoint at or before that step"
             )
         else:
+            if resume and self.checkpoints.has_checkpoints:
+                aside = self.checkpoints.set_aside_manifest()
+                self.notice = (
+                    f"--resume: no checkpoint in {checkpoint_dir} passed verification; starting from "
+                    f"step 0, the old manifest moved to {aside}"
+                )
+                log.warning("%s", self.notice)
             self._save_checkpoint()  # step 0: there is always a rollback target
         self.rollbacks_at_start = len(self.rollbacks)
         """Rollbacks restored from the checkpoint (made by earlier processes of this run)."""
+
+    def _load_best_if_valid(self) -> dict[str, Any] | None:
+        """On resume when no kept checkpoint loads: the best one, if it does."""
+        if self.checkpoints.best is None:
+            return None
+        try:
+            return self.checkpoints.load_best()
+        except CheckpointError as exc:
+            log.error("%s", exc)
+            self.checkpoints.refused.append(str(exc))
+            return None
 
     def _zeros(self, *shape: int) -> Tensor:
         return torch.zeros(shape, dtype=torch.float32, device=self.device)
@@ -677,6 +705,7 @@ class PPOTrainer:
                 "best_mean_return": best.mean_return if best else None,
                 "kept": [r.file for r in self.checkpoints.records],
                 "refused": list(self.checkpoints.refused),
+                "notice": self.notice,
             },
             message=self.message,
             failed_rollback=self.failed_rollback,
