@@ -39,7 +39,19 @@ class AssignmentSpec(ApiModel):
     key: Literal["user_id", "session_id"] = "user_id"
     """Request field users are assigned by (sticky)."""
     salt: str = Field(default="", max_length=128)
-    """Salt of the assignment hash; change it to reshuffle users between experiments."""
+    """Salt of the assignment hash; change it to reshuffle users. Empty (the default) means
+    "<namespace>/<name>" of the ABExperiment, so no two experiments share hash seeds (the same users
+    land in unrelated variants); the operator writes the effective salt into the routing entry."""
+
+    def effective_salt(self, namespace: str, name: str) -> str:
+        """The salt the gateway hashes with.
+
+        | salt     | namespace | name  | effective salt |
+        |----------|-----------|-------|----------------|
+        | ""       | prod      | tone  | prod/tone      |
+        | "wave-2" | prod      | tone  | wave-2         |
+        """
+        return self.salt or f"{namespace}/{name}"
 
 
 class PrimaryMetric(ApiModel):

@@ -89,7 +89,10 @@ def apply_experiment_plan(
 ) -> None:
     owner = owner_from_body(KIND, body)
     pin = spec.target_ref.name
-    value = serialize(plan.route)
+    route = plan.route
+    if route is not None:  # an empty spec salt stands for "<namespace>/<name>" (see AssignmentSpec.salt)
+        route = route.model_copy(update={"salt": spec.assignment.effective_salt(owner.namespace, owner.name)})
+    value = serialize(route)
     current = (read_routing(cluster, owner.namespace, pin) or {}).get(EXPERIMENT_KEY, "null")
     ours = current == "null" or _entry_owner(current) == owner.name
     if ours:
