@@ -613,3 +613,15 @@ async def test_concurrent_feedback_cannot_overrun_the_per_user_rate_limit(catalo
         reasons = sorted(str(r.json()["reason"]) for r in responses)
         assert reasons == ["None"] * 5 + ["rate_limited"] * 7
         assert store.counts() == {"accepted": 5, "rate_limited": 7}
+
+
+def test_a_briefs_validation_lists_its_formulas_allergens_and_ifra_findings(client: TestClient) -> None:
+    body = brief(client, "fresh citrus", "balanced")
+    ifra = body["formula"]["ifra"]
+    issues = body["validation"]["issues"]
+    allergens = {a["allergen"] for a in ifra["allergens"]}
+    assert allergens  # the citrus formula carries labelled allergens (limonene and friends)
+    assert {i.split()[1] for i in issues if i.startswith("allergen:")} == allergens
+    capped = {v["ingredient"] for v in ifra["rawViolations"]}
+    assert {i.split()[1] for i in issues if i.startswith("ifra:")} == capped
+    assert body["validation"]["valid"] is ifra["compliant"]

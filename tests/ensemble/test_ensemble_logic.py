@@ -27,7 +27,13 @@ from artisan_ensemble.ensemble.formula import (
 from artisan_ensemble.ensemble.hints import template_hints
 from artisan_ensemble.ensemble.keywords import KOREAN_KEYWORDS, detect_language, keyword_parse, normalize_text
 from artisan_ensemble.ensemble.parsing import ParseFailure, parse_brief, parse_string_list
-from artisan_ensemble.ensemble.validation import parse_validator_output, validate_brief
+from artisan_ensemble.ensemble.prompts import brief_prompt, creative_prompt, validator_prompt
+from artisan_ensemble.ensemble.validation import (
+    ValidationResult,
+    parse_validator_output,
+    validate_brief,
+    with_formula_check,
+)
 
 from .conftest import FakeClock
 
@@ -409,3 +415,49 @@ async def test_admission_bounds_running_and_waiting() -> None:
     gate.set()
     await asyncio.gather(first, second)
     assert (admission.running, admission.waiting, admission.load) == (0, 0, 0)
+
+
+# ---- prompts ---------------------------------------------------------------------------------------
+
+
+def test_the_keyword_hint_line_gives_the_mapping_not_the_words() -> None:
+    terms = keyword_parse("상큼한 레몬, strong and simple").terms
+    prompt = brief_prompt("상큼한 레몬, strong and simple", "fast", "ko", terms)
+    assert "키워드 힌트: 상큼한→citrus,fresh; 레몬→citrus; strong→intensity+0.3; simple→complexity-0.3" in prompt
+    assert "Keyword hints:" not in brief_prompt("no dictionary words", "fast", "en", ())
+
+
+def test_validator_and_creative_prompts_have_every_mode_in_both_languages() -> None:
+    korean = keyword_parse("상큼한 꽃향기").brief
+    english = keyword_parse("fresh floral").brief
+    modes = ("fast", "balanced", "creative")
+    for brief in (korean, english):
+        validators = {validator_prompt("x", brief, m) for m in modes}  # type: ignore[arg-type]
+        creatives = {creative_prompt("x", brief, brief.language, m) for m in modes}  # type: ignore[arg-type]
+        assert len(validators) == len(creatives) == 3
+    assert "JSON만 답하세요" in validator_prompt("상큼한 꽃향기", korean)
+    assert "요청: 상큼한 꽃향기" in validator_prompt("상큼한 꽃향기", korean)
+    assert "Answer with JSON only" in validator_prompt("fresh floral", english)
+    assert "JSON 문자열 배열" in creative_prompt("상큼한 꽃향기", korean, "ko", "creative")
+
+
+# ---- validation with the formula check --------------------------------------------------------------
+
+
+def test_the_formulas_ifra_violations_and_allergens_join_the_validation_issues(
+    catalog: IngredientCatalog,
+) -> None:
+    brief_ok = ValidationResult(True, (), "rules")
+    raw = check_formula({"citral": 0.5, "iso_e_super": 0.5}, catalog, 0.2)
+    assert raw.violations
+    served = check_formula(project_to_ifra({"citral": 0.5, "iso_e_super": 0.5}, catalog, 0.2), catalog, 0.2)
+    assert served.compliant
+    capped = with_formula_check(brief_ok, raw, served)
+    assert capped.valid  # the served formula is safe: the raw violation is reported, not disqualifying
+    assert any(i.startswith("ifra: citral") and "capped" in i for i in capped.issues)
+    assert {i.split(":")[1].split()[0] for i in capped.issues if i.startswith("allergen:")} == {
+        a.allergen for a in served.allergens
+    }
+    unsafe = with_formula_check(brief_ok, raw, raw)
+    assert not unsafe.valid
+    assert with_formula_check(brief_ok, served, served.model_copy(update={"allergens": ()})) == brief_ok

@@ -47,7 +47,12 @@ from artisan_ensemble.ensemble.keywords import KeywordMatch, detect_language, ke
 from artisan_ensemble.ensemble.parsing import ParseFailure, parse_brief, parse_string_list
 from artisan_ensemble.ensemble.ports import FormulaPolicy, GenerationRequest, TextGenerator
 from artisan_ensemble.ensemble.prompts import brief_prompt, creative_prompt, validator_prompt
-from artisan_ensemble.ensemble.validation import ValidationResult, parse_validator_output, validate_brief
+from artisan_ensemble.ensemble.validation import (
+    ValidationResult,
+    parse_validator_output,
+    validate_brief,
+    with_formula_check,
+)
 from artisan_ensemble.metrics import EnsembleMetrics
 
 log = logging.getLogger("artisan_ensemble")
@@ -339,7 +344,10 @@ class EnsembleService:
                 self.metrics.fallbacks.labels(kind="brief_keywords").inc()
             else:
                 await self._enrich(text, brief, params, deadline, trace)
-        validation = await self._validation(text, brief, keywords.terms, trace)
+        formula, raw_report, served_report = self._formula(brief)
+        validation = self._validation(
+            text, brief, keywords.terms, trace, raw_report=raw_report, served_report=served_report
+        )
         hints = await self._hints(brief, trace)
         route = "models" if source != "keywords" else "keywords"
         # Downshifted = a model could not be used. Unusable output from a model that answered is a
@@ -368,7 +376,7 @@ class EnsembleService:
             mode=decision,
             validation=validation,
             hints=hints,
-            formula=self.formula(brief),
+            formula=formula,
             fallbacks=trace.fallbacks,
             models=trace.models,
             elapsed_ms=(self.clock() - started) * 1000,
@@ -463,7 +471,11 @@ class EnsembleService:
         if trace.served in ("balanced", "creative"):
             try:
                 trace.validator_output = await self.call_model(
-                    "validator", validator_prompt(text, brief), trace.served, params, deadline
+                    "validator",
+                    validator_prompt(text, brief, trace.served, brief.language),
+                    trace.served,
+                    params,
+                    deadline,
                 )
                 trace.models["validator"] = self.pins["validator"]
             except ModelCallError as error:
@@ -472,15 +484,26 @@ class EnsembleService:
         if trace.served == "creative":
             try:
                 trace.creative_output = await self.call_model(
-                    "creative", creative_prompt(text, brief, brief.language), trace.served, params, deadline
+                    "creative",
+                    creative_prompt(text, brief, brief.language, trace.served),
+                    trace.served,
+                    params,
+                    deadline,
                 )
                 trace.models["creative"] = self.pins["creative"]
             except ModelCallError as error:
                 trace.reasons.append(str(error))
                 trace.served = "balanced"
 
-    async def _validation(
-        self, text: str, brief: Brief, keyword_terms: tuple[str, ...], trace: _Trace
+    def _validation(
+        self,
+        text: str,
+        brief: Brief,
+        keyword_terms: tuple[str, ...],
+        trace: _Trace,
+        *,
+        raw_report: IfraReport,
+        served_report: IfraReport,
     ) -> ValidationOut:
         rules = validate_brief(text, brief, keyword_terms)
         output = trace.validator_output
@@ -493,6 +516,7 @@ class EnsembleService:
             else:
                 issues = tuple(dict.fromkeys((*rules.issues, *verdict.issues)))
                 result = ValidationResult(verdict.valid and rules.valid, issues, "model")
+        result = with_formula_check(result, raw_report, served_report)
         return ValidationOut(valid=result.valid, issues=list(result.issues), source=result.source)
 
     async def _hints(self, brief: Brief, trace: _Trace) -> HintsOut:
@@ -508,6 +532,10 @@ class EnsembleService:
     # ---- formula ----------------------------------------------------------------------------------
 
     def formula(self, brief: Brief) -> FormulaOut:
+        return self._formula(brief)[0]
+
+    def _formula(self, brief: Brief) -> tuple[FormulaOut, IfraReport, IfraReport]:
+        """The formula, and its IFRA reports as generated (raw) and as served (after the projection)."""
         concentration = concentration_for(brief)
         if self.policy is not None:
             raw = dict(self.policy.proportions(brief_features(brief, self.catalog.families)))
@@ -519,7 +547,7 @@ class EnsembleService:
         served = project_to_ifra(raw, self.catalog, concentration) if not raw_report.compliant else raw
         report = raw_report if served is raw else check_formula(served, self.catalog, concentration)
         self._record_ifra(raw_report, report)
-        return FormulaOut(
+        out = FormulaOut(
             source=source,
             concentration=concentration,
             ingredients=[
@@ -543,6 +571,7 @@ class EnsembleService:
                 ],
             ),
         )
+        return out, raw_report, report
 
     def _record_ifra(self, raw: IfraReport, served: IfraReport) -> None:
         for violation in raw.violations:

@@ -200,6 +200,22 @@ def _korean_terms(text: str) -> list[str]:
     return found
 
 
+def describe_term(term: str) -> str:
+    """What a dictionary hit means, for the prompt's hint line: ``상큼한→citrus,fresh``,
+    ``strong→intensity+0.3``, ``simple→complexity-0.3``."""
+    entry = KOREAN_KEYWORDS.get(term) or ENGLISH_KEYWORDS.get(term)
+    if entry is None:
+        return term
+    parts = [f for f, _ in sorted(entry.families.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if not parts and entry.style is not None:
+        parts.append(entry.style)
+    if entry.intensity:
+        parts.append(f"intensity{entry.intensity:+.1f}")
+    if entry.complexity:
+        parts.append(f"complexity{entry.complexity:+.1f}")
+    return f"{term}→{','.join(parts)}" if parts else term
+
+
 def keyword_parse(text: str, language: Language | None = None) -> KeywordMatch:
     """A complete, valid brief from dictionary hits alone (deterministic: same text, same brief).
 

@@ -7,6 +7,12 @@
 | consistency   | the text asks for light/subtle but intensity > 0.75, or strong but < 0.25 |
 | consistency   | style not among the wanted families' styles and not backed by the text   |
 | complexity    | complexity ≥ 0.8 with a single family, or ≤ 0.2 with five or more         |
+| ifra          | the generated formula exceeded an IFRA limit (capped in the served one)   |
+| ifra          | the served formula still exceeds a limit: the only formula issue that    |
+|               | makes the result invalid                                                 |
+| allergen      | an allergen is above the labelling threshold (must be declared)          |
+
+The formula rows come from ``with_formula_check`` once the formula is built (model verdicts get them too).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from artisan_common.ifra import IfraReport
 from artisan_ensemble.ensemble.brief import Brief
 from artisan_ensemble.ensemble.keywords import ENGLISH_KEYWORDS, KOREAN_KEYWORDS, keyword_parse
 from artisan_ensemble.ensemble.parsing import extract_json_object, repair_json
@@ -57,6 +64,35 @@ def validate_brief(text: str, brief: Brief, keyword_terms: tuple[str, ...] | Non
     if brief.complexity <= 0.2 and len(brief.note_families) >= 5:
         issues.append("complexity: very simple brief with five or more note families")
     return ValidationResult(not issues, tuple(issues), "rules")
+
+
+def formula_issues(raw: IfraReport, served: IfraReport) -> tuple[str, ...]:
+    """Issues from the formula's IFRA/allergen check: ``raw`` as generated, ``served`` after the
+    safety projection (see the table)."""
+    issues = [
+        f"ifra: {v.ingredient} at {v.actual_percent:.3g}% exceeded the IFRA limit of "
+        f"{v.limit_percent:.3g}% (capped in the served formula)"
+        for v in raw.violations
+    ]
+    issues += [
+        f"ifra: {v.ingredient} at {v.actual_percent:.3g}% exceeds the IFRA limit of {v.limit_percent:.3g}%"
+        for v in served.violations
+    ]
+    issues += [
+        f"allergen: {a.allergen} at {a.actual_percent:.3g}% must be declared "
+        f"(above {served.labelling_threshold_percent:.3g}%)"
+        for a in served.allergens
+    ]
+    return tuple(issues)
+
+
+def with_formula_check(result: ValidationResult, raw: IfraReport, served: IfraReport) -> ValidationResult:
+    """``result`` plus the formula's issues; only a served formula that still violates IFRA invalidates."""
+    extra = formula_issues(raw, served)
+    if not extra:
+        return result
+    issues = tuple(dict.fromkeys((*result.issues, *extra)))
+    return ValidationResult(result.valid and served.compliant, issues, result.source)
 
 
 def parse_validator_output(output: str) -> ValidationResult | None:
