@@ -423,7 +423,8 @@ async def test_admission_bounds_running_and_waiting() -> None:
 def test_the_keyword_hint_line_gives_the_mapping_not_the_words() -> None:
     terms = keyword_parse("상큼한 레몬, strong and simple").terms
     prompt = brief_prompt("상큼한 레몬, strong and simple", "fast", "ko", terms)
-    assert "키워드 힌트: 상큼한→citrus,fresh; 레몬→citrus; strong→intensity+0.3; simple→complexity-0.3" in prompt
+    mapping = "상큼한→citrus,fresh; 레몬→citrus; strong→intensity+0.3; simple→complexity-0.3"
+    assert f"키워드 힌트: {mapping}\n" in prompt
     assert "Keyword hints:" not in brief_prompt("no dictionary words", "fast", "en", ())
 
 
