@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import gymnasium as gym
@@ -15,7 +16,9 @@ from artisan_trainer.env import (
     Brief,
     CatalogArrays,
     FragranceEnv,
+    Scores,
     brief_observation,
+    designed_reward,
     fit_reward_model,
     score_formula,
 )
@@ -118,3 +121,37 @@ def test_reward_model_fitted_on_curated_feedback_changes_the_reward(tmp_path: ob
 def test_bad_brief_is_refused() -> None:
     with pytest.raises(ValueError, match=r"brief\.style"):
         Brief.from_mapping({"style": "punk"})
+
+
+@pytest.mark.parametrize(
+    ("scores", "avoid", "expected"),
+    [
+        ((1.0, 1.0, 1.0, 0.0, 0), True, 1.0),  # the documented maximum
+        ((0.0, 0.0, 0.0, 1e9, 100), True, -3.5),  # both penalties at their caps: the minimum
+        ((0.0, 0.0, 0.0, 1e9, 100), False, -3.0),  # allergens count only when the brief avoids them
+        ((0.0, 0.0, 0.0, math.e - 1, 5), True, -1.5),  # log1p(e − 1) = 1, 5 allergens = the cap
+    ],
+)
+def test_designed_reward_range_and_caps_match_the_docstring(
+    scores: tuple[float, float, float, float, int], avoid: bool, expected: float
+) -> None:
+    assert designed_reward(Scores(*scores), avoid, ifra_weight=1.0, allergen_weight=0.5) == pytest.approx(
+        expected
+    )
+
+
+def test_unrewarded_observation_features_do_not_change_the_reward() -> None:
+    env = FragranceEnv()
+    env.reset(seed=3)
+    base = Brief.from_mapping({"families": {"woody": 1.0}, "style": "woody", "complexity": 0.4})
+    changed = Brief.from_mapping(
+        {"families": {"woody": 1.0}, "style": "fresh", "season": "winter", "gender": "masculine",
+         "time": "night", "complexity": 0.4, "intensity": 0.9, "longevity": 0.1, "sillage": 0.8}
+    )  # fmt: skip
+    action = np.random.default_rng(0).random(len(env.catalog)).astype(np.float32)
+    rewards = []
+    for brief in (base, changed):
+        obs = brief_observation(brief, env.catalog)
+        scores, _ = score_formula(env.formula(action), obs, env.arrays)
+        rewards.append(designed_reward(scores, brief.avoid_allergens, 1.0, 0.5))
+    assert rewards[0] == rewards[1]

@@ -12,22 +12,35 @@ avoid-allergens flag, concentration (share of concentrate in the product, scaled
 formula is ``weights / sum(weights)`` (weights ≤ ``min_weight`` count as absent). An empty formula
 scores ``EMPTY_FORMULA_REWARD``.
 
-**Reward** (documented weights, in [−4.6, 1])::
+**Reward** (:func:`designed_reward`; in [−(3·ifra_weight + allergen_weight), 1], so [−3.5, 1]
+with the defaults ``ifra_weight`` = 1 and ``allergen_weight`` = 0.5)::
 
-    reward = 0.55·family_match + 0.25·pyramid_match + 0.20·diversity
-             − ifra_weight · log1p(IFRA excess) − allergen_weight · labelled allergens / 5 (if avoided)
+    reward = 0.55·family_match + 0.25·pyramid_match + 0.20·diversity                  ∈ [0, 1]
+             − ifra_weight · min(log1p(IFRA excess), 3)                                ∈ [−3·w, 0]
+             − allergen_weight · min(labelled allergens / 5, 1)   (if the brief avoids them)
 
 - family_match: cosine between the formula's family profile (proportion per family) and the brief's
-  family preferences;
+  family preferences (both non-negative, so in [0, 1]);
 - pyramid_match: 1 − ½·L1 distance between the formula's top/middle/base shares and the target;
 - diversity: how close the effective number of ingredients ``exp(entropy)`` is to the brief's
-  complexity target ``3 + 12·complexity`` (``exp(−|ln(n_eff/target)|)``);
-- IFRA excess: Σ max(0, actual/limit − 1) over restricted ingredients in the finished product
-  (same rule as :func:`artisan_common.ifra.check_formula`); ``ifra_weight`` = 1;
-- allergens: count above the EU leave-on labelling threshold, only when the brief avoids them.
+  complexity target ``3 + 12·complexity`` (``exp(−|ln(n_eff/target)|)``, in (0, 1]);
+- IFRA excess: Σ max(0, actual/limit − 1) over restricted ingredients in the finished product at the
+  brief's concentration (same rule as :func:`artisan_common.ifra.check_formula`); the penalty is
+  capped at 3 (reached at an excess of e³ − 1 ≈ 19), so one wild formula cannot dominate a batch;
+- allergens: count above the EU leave-on labelling threshold, only when the brief avoids them;
+  capped at 5 (penalty at most ``allergen_weight``).
+
+An empty formula (every weight ≤ ``min_weight``) scores ``EMPTY_FORMULA_REWARD`` (−1).
+
+Observed but not rewarded: style (it only shapes the family preferences of random briefs), season,
+gender, day/night, intensity, longevity and sillage are in the observation so that a reward model
+or a later reward can use them, but the designed reward reads only the family preferences, the
+pyramid target, complexity, concentration and the avoid-allergens flag (nor do the reward model's
+features, :meth:`Scores.features`, include them).
 
 With a reward model (``reward_model``, fitted on curated feedback), the reward becomes
-``(1 − reward_model_weight)·designed + reward_model_weight·model(features)``.
+``(1 − reward_model_weight)·designed + reward_model_weight·model(features)``; the model is linear,
+so that blend has no fixed bounds.
 """
 
 from __future__ import annotations
