@@ -114,6 +114,19 @@ def test_canary_is_promoted_through_all_its_steps(control: Control, exporter: Co
     weights = [e["message"] for e in control.posted_events("cny", "WeightSet", count=2)]
     assert len(weights) == 2, weights
     assert len(control.posted_events("cny", "Promoted")) == 1
+    # The dashboards' operator metrics: the step reached and each object's generation.
+    registry = control.contexts[-1].metrics.registry
+    assert registry.get_sample_value("artisan_canary_step_index", {"namespace": NS, "name": "cny"}) == 5
+    generation = {"kind": "ModelPin", "namespace": NS, "name": "pin"}
+    assert (
+        registry.get_sample_value("artisan_resource_generation", generation) == pin["metadata"]["generation"]
+    )
+    assert (
+        registry.get_sample_value(
+            "artisan_resource_generation", {**generation, "kind": "Canary", "name": "cny"}
+        )
+        == 1
+    )
 
 
 def test_canary_aborts_on_a_metric_breach_with_weight_zero_at_once(

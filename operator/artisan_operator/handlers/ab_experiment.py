@@ -120,6 +120,7 @@ async def ab_experiment_pass(context: OperatorContext, namespace: str, name: str
     body, target_exists = seen
     now = utc_now()
     owner = owner_from_body(KIND, body)
+    context.metrics.control.generation(KIND, namespace, name, owner.generation)
     previous = parse_previous_status(ABExperimentStatus, body.get("status"))
     try:
         spec = ABExperimentSpec.model_validate(body.get("spec") or {})
@@ -201,8 +202,10 @@ async def ab_experiment_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
     if not target:
         return
-    cluster = operator_context(memo).require_cluster()
+    context = operator_context(memo)
+    cluster = context.require_cluster()
     meta = body["metadata"]
+    context.metrics.control.forget_generation(KIND, meta["namespace"], meta["name"])
     cleared = await cluster.run(
         clear_routing_entry,
         cluster,

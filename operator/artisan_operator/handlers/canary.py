@@ -340,6 +340,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
     now = datetime.now(tz=UTC)
     previous = parse_previous_status(CanaryStatus, body.get("status"))
     owner = owner_from_body(KIND, body)
+    context.metrics.control.generation(KIND, namespace, name, owner.generation)
     try:
         spec = CanarySpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -400,7 +401,11 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
 
 def record_gauges(context: OperatorContext, namespace: str, name: str, plan: CanaryPlan) -> None:
     context.metrics.control.canary(
-        namespace, name, weight=plan.weight or 0, aborted=plan.status.aborted_at is not None
+        namespace,
+        name,
+        weight=plan.weight or 0,
+        aborted=plan.status.aborted_at is not None,
+        step=plan.status.current_step_index or 0,
     )
 
 

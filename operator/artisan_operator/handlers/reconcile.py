@@ -224,7 +224,9 @@ async def reconcile_object(
         context.metrics.record_error(reconciler.kind, type(error).__name__)
         raise
     if result.owner is None:
+        context.metrics.control.forget_generation(reconciler.kind, namespace, name)
         return GONE
+    context.metrics.control.generation(reconciler.kind, namespace, name, result.owner.generation)
     elapsed = time.monotonic() - started
     post_events(event_reference(result.owner, f"{GROUP}/{VERSION}"), result.events)
     context.metrics.record(reconciler.kind, "requeue" if result.requeue_after else "success", elapsed)
