@@ -476,3 +476,27 @@ def test_only_scrape_values_changed_ignores_messages_that_quote_them() -> None:
     suspended = step(spec(suspend=True), first, T0 + timedelta(seconds=1)).status
     assert not only_scrape_values_changed(first, suspended)
     assert not only_scrape_values_changed(first, first)
+
+
+def test_emergency_stop_annotation_suspends_the_run_and_removing_it_resumes() -> None:
+    first = full_pass(TrainingRunStatus(), T0, TrainerMetrics(step=100), None).plan.status
+    stop = {"artisan.dev/emergency-stop": "true"}
+    given = SupervisionInput(metrics=None, annotations=stop, last_write=T0, settings=SETTINGS)
+    stopped = decide_supervised_training_run(
+        OWNER, spec(), RUNNING_OBS, first, given, image="t", now=T0 + timedelta(seconds=1)
+    )
+    ready = next(c for c in stopped.plan.status.conditions if c.type == "Ready")
+    assert (stopped.plan.status.phase, ready.reason) == ("Suspended", "EmergencyStopped")
+    job = stopped.plan.children[3].manifest
+    assert job["spec"]["suspend"] is True
+    assert [e.reason for e in stopped.plan.events] == ["EmergencyStopped"]
+    # A rollback request waits while stopped (not consumed), as with spec.suspend.
+    asked = SupervisionInput(annotations={**stop, "artisan.dev/rollback-to": "50"}, settings=SETTINGS)
+    waiting = decide_supervised_training_run(
+        OWNER, spec(), RUNNING_OBS, stopped.plan.status, asked, image="t", now=T0 + timedelta(seconds=2)
+    )
+    assert not waiting.consume_annotation
+    # The annotation removed: the Job is unsuspended and the run trains again from its checkpoints.
+    resumed = full_pass(stopped.plan.status, T0 + timedelta(seconds=10), TrainerMetrics(step=100), None)
+    assert resumed.plan.status.phase == "Running"
+    assert resumed.plan.children[3].manifest["spec"]["suspend"] is False

@@ -67,6 +67,12 @@ TRAINING_CASES: dict[tuple[str, str, str], tuple[dict[str, Any], TrainingRunObse
         {"suspend": True},
         TrainingRunObservation(job=JobObservation(name="tr-trainer-0", attempt=0, suspended=True)),
     ),
+    # "_emergencyStop": the artisan.dev/emergency-stop annotation (spec stays as written).
+    ("absent", "-", "e-stop"): ({"_emergencyStop": True}, TrainingRunObservation()),
+    ("suspended", "-", "e-stop"): (
+        {"queueName": "gpu-queue", "_emergencyStop": True},
+        TrainingRunObservation(job=JobObservation(name="tr-trainer-0", attempt=0, suspended=True)),
+    ),
     ("suspended", "-", "queueName"): (
         {"queueName": "gpu-queue"},
         TrainingRunObservation(job=JobObservation(name="tr-trainer-0", attempt=0, suspended=True)),
@@ -105,10 +111,15 @@ def test_training_table_rows_all_have_a_case() -> None:
 @pytest.mark.parametrize("row", TRAINING_ROWS, ids=lambda r: f"{r['job']}/{r['pod']}/{r['spec']}")
 def test_training_run_decision_table(row: dict[str, str]) -> None:
     spec_fields, observation = TRAINING_CASES[(row["job"], row["pod"], row["spec"])]
-    spec = TrainingRunSpec.model_validate(spec_fields)
+    fields = dict(spec_fields)
+    emergency = bool(fields.pop("_emergencyStop", False))
+    spec = TrainingRunSpec.model_validate(fields)
     plan = training_run.decide_training_run(
-        TR_OWNER, spec, observation, TrainingRunStatus(), image="trainer:1", now=NOW
+        TR_OWNER, spec, observation, TrainingRunStatus(), image="trainer:1", now=NOW, emergency_stop=emergency
     )
+    if emergency:  # the Job is suspended, a queued one too (an emergency outranks Kueue)
+        assert plan.children[3].manifest["spec"]["suspend"] is True
+        assert "spec.suspend" in plan.children[3].patchable
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
     assert (plan.status.phase, ready.reason, kstate_of(plan.status)) == (
         row["phase"],

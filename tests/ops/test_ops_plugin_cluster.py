@@ -239,13 +239,13 @@ def test_emergency_stop_and_resume_restore_exactly(
     assert "4 object(s) stopped" in out
     for kind, name in names:
         stopped = running.get(kind, name)
-        if kind == "TrainingRun":
-            assert stopped["spec"]["suspend"] is True
-        else:
-            assert stopped["metadata"]["annotations"]["artisan.dev/emergency-stop"] == "true"
+        assert stopped["metadata"]["annotations"]["artisan.dev/emergency-stop"] == "true"
+        assert stopped["spec"] == before[(kind, name)]["spec"]  # never spec: GitOps self-heal reverts it
     wait_for(
         lambda: running.phase("TrainingRun", "tr") == "Suspended", 15, message="the operator suspends tr"
     )
+    conditions = running.get("TrainingRun", "tr")["status"]["conditions"]
+    assert next(c for c in conditions if c["type"] == "Ready")["reason"] == "EmergencyStopped"
 
     code, out, _ = cli(running, capsys, "emergency-stop")  # twice: the first records are kept
     assert code == 0

@@ -157,6 +157,9 @@ def test_training_restart_is_a_rollback_to_the_newest_checkpoint() -> None:
         runbooks.training_restart_patch({"spec": {}, "status": {}}, now)
     with pytest.raises(ActionError, match="suspended"):
         runbooks.training_restart_patch({**run, "spec": {"suspend": True}}, now)
+    stopped = {**run, "metadata": {"annotations": {"artisan.dev/emergency-stop": "true"}}}
+    with pytest.raises(ActionError, match="emergency-stopped"):
+        runbooks.training_restart_patch(stopped, now)
 
 
 def test_unknown_kind_and_missing_name_are_refused() -> None:
@@ -317,22 +320,30 @@ def test_undo_pins_the_image_when_the_default_changed() -> None:
 def test_emergency_stop_then_resume_restores_exactly(kind: str, before: bool | None) -> None:
     original: dict[str, Any] = {"metadata": {"name": "a", "annotations": {"team": "ml"}}, "spec": {"x": 1}}
     if before is not None:
-        if kind == "TrainingRun":
-            original["spec"]["suspend"] = before
-        else:
-            original["metadata"]["annotations"]["artisan.dev/emergency-stop"] = str(before).lower()
+        original["metadata"]["annotations"]["artisan.dev/emergency-stop"] = str(before).lower()
     stop = runbooks.emergency_stop_patch(kind, original, NOW)
     assert stop.patch is not None
+    assert "spec" not in stop.patch  # GitOps owns spec: self-heal would undo a spec change
     stopped = merge_patch(original, stop.patch)
-    if kind == "TrainingRun":
-        assert stopped["spec"]["suspend"] is True
-    else:
-        assert stopped["metadata"]["annotations"]["artisan.dev/emergency-stop"] == "true"
+    assert stopped["metadata"]["annotations"]["artisan.dev/emergency-stop"] == "true"
     again = runbooks.emergency_stop_patch(kind, stopped, NOW)
     assert again.patch is None  # a second stop keeps the first record
     resume = runbooks.resume_patch(kind, stopped)
     assert merge_patch(stopped, resume) == original
     assert runbooks.resume_patch(kind, original) is None
+
+
+def test_resume_still_applies_a_training_run_record_of_the_old_spec_suspend_kind() -> None:
+    record_value = json.dumps({"restore": {"spec": {"suspend": False}}})
+    old = {
+        "metadata": {"annotations": {runbooks.RESTORE_ANNOTATION: record_value}},
+        "spec": {"suspend": True},
+    }
+    resume = runbooks.resume_patch("TrainingRun", old)
+    assert resume == {
+        "spec": {"suspend": False},
+        "metadata": {"annotations": {runbooks.RESTORE_ANNOTATION: None}},
+    }
 
 
 def test_resume_refuses_a_tampered_record() -> None:

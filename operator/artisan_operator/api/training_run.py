@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -23,6 +24,15 @@ ROLLBACKS_EXHAUSTED = "RollbacksExhausted"
 # `kubectl artisan rollback trainingrun NAME --to-checkpoint STEP`: restart the trainer from the
 # checkpoint at that step ("<step>", optionally "<step>@<nonce>" to repeat the same request).
 ROLLBACK_TO_ANNOTATION = "artisan.dev/rollback-to"
+# `kubectl artisan emergency-stop`: "true" suspends the run (the Job is suspended, checkpoints kept)
+# until the annotation is removed (`kubectl artisan resume`); spec stays as GitOps wrote it.
+EMERGENCY_STOP_ANNOTATION = "artisan.dev/emergency-stop"
+EMERGENCY_STOPPED = "EmergencyStopped"
+
+
+def emergency_stopped(annotations: Mapping[str, str]) -> bool:
+    """Whether ``artisan.dev/emergency-stop`` says "true" (the ModelPin annotation's rule)."""
+    return annotations.get(EMERGENCY_STOP_ANNOTATION, "").strip().lower() == "true"
 
 
 def parse_rollback_to(value: str) -> int:

@@ -25,9 +25,9 @@ user-owned parts such as a pin):
 | restart                   | ModelPin ``artisan.dev/restartedAt: <time>``                        |
 | pin --role R --revision X | ModelPin ``spec.models.R.revision: X``                              |
 | undo [--to-revision H]    | ModelPin ``spec.models``/``policy``/``image`` of a stable record    |
-| emergency-stop            | ModelPin ``artisan.dev/emergency-stop: "true"``; TrainingRun        |
-|                           | ``spec.suspend: true``; each records the patch that undoes it in    |
-|                           | ``artisan.dev/emergency-stop-restore``                              |
+| emergency-stop            | ModelPin and TrainingRun ``artisan.dev/emergency-stop: "true"``     |
+|                           | (never spec: GitOps self-heal would revert it); each records the    |
+|                           | patch that undoes it in ``artisan.dev/emergency-stop-restore``      |
 | resume                    | the recorded restore patch, and the record removed                  |
 """
 
@@ -390,9 +390,13 @@ def training_restart_patch(training_run: Mapping[str, Any], now: datetime) -> tu
     | lastCheckpoint.step 3000                | rollback-to 3000@now, 3000             |
     | no lastCheckpoint                       | error: no checkpoint to restart from   |
     | spec.suspend true                       | error: suspended, resume it first      |
+    | artisan.dev/emergency-stop "true"       | error: emergency-stopped, resume first |
     """
     if (training_run.get("spec") or {}).get("suspend"):
         raise ActionError("the TrainingRun is suspended: resume it (spec.suspend: false) before restarting")
+    annotations = (training_run.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(EMERGENCY_STOP_ANNOTATION, "")).strip().lower() == "true":
+        raise ActionError("the TrainingRun is emergency-stopped: kubectl artisan resume it before restarting")
     last = ((training_run.get("status") or {}).get("lastCheckpoint") or {}).get("step")
     if last is None:
         raise ActionError(
@@ -512,7 +516,7 @@ class StopPlan:
 
 
 def emergency_stop_patch(kind: str, obj: Mapping[str, Any], now: datetime) -> StopPlan:
-    """Stop one ModelPin (annotation) or TrainingRun (spec.suspend), recording how to undo it.
+    """Stop one ModelPin or TrainingRun (annotation, never spec), recording how to undo it.
 
     A second emergency-stop keeps the first record, so ``resume`` restores the state from before
     the first stop, not the stopped one.
@@ -521,23 +525,24 @@ def emergency_stop_patch(kind: str, obj: Mapping[str, Any], now: datetime) -> St
     annotations = meta.get("annotations") or {}
     if RESTORE_ANNOTATION in annotations:
         return StopPlan(None, "already stopped by emergency-stop (record kept)")
-    if kind == "ModelPin":
-        restore: Obj = annotation_patch(EMERGENCY_STOP_ANNOTATION, annotations.get(EMERGENCY_STOP_ANNOTATION))
-        change: Obj = annotation_patch(EMERGENCY_STOP_ANNOTATION, "true")
-        note = "ensemble Deployments scale to 0"
-    elif kind == "TrainingRun":
-        restore = {"spec": {"suspend": (obj.get("spec") or {}).get("suspend")}}
-        change = {"spec": {"suspend": True}}
-        note = "suspended (checkpoints kept)"
-    else:
+    notes = {"ModelPin": "ensemble Deployments scale to 0", "TrainingRun": "suspended (checkpoints kept)"}
+    if kind not in notes:
         raise ActionError(f"emergency-stop applies to ModelPins and TrainingRuns, not {kind}")
+    # An annotation, not spec.suspend: Argo CD / Flux self-heal would put spec back at once.
+    restore: Obj = annotation_patch(EMERGENCY_STOP_ANNOTATION, annotations.get(EMERGENCY_STOP_ANNOTATION))
+    change: Obj = annotation_patch(EMERGENCY_STOP_ANNOTATION, "true")
+    note = notes[kind]
     record = json.dumps({"time": rfc3339(now), "restore": restore}, sort_keys=True, separators=(",", ":"))
     return StopPlan(merge_patch(change, annotation_patch(RESTORE_ANNOTATION, record)), note)
 
 
 ALLOWED_RESTORE: dict[str, Obj] = {
     "ModelPin": {"metadata": {"annotations": {EMERGENCY_STOP_ANNOTATION: None}}},
-    "TrainingRun": {"spec": {"suspend": None}},
+    # spec.suspend: records left by an emergency-stop from before it used the annotation.
+    "TrainingRun": {
+        "metadata": {"annotations": {EMERGENCY_STOP_ANNOTATION: None}},
+        "spec": {"suspend": None},
+    },
 }
 
 

@@ -234,10 +234,11 @@ def build_trainer_job(
     }
 
 
-def job_patchable_fields(spec: TrainingRunSpec) -> tuple[str, ...]:
+def job_patchable_fields(spec: TrainingRunSpec, *, emergency_stop: bool = False) -> tuple[str, ...]:
     """What may change on an existing Job (its pod template is immutable).
 
-    A queued Job's ``suspend`` belongs to Kueue after creation, so it is never patched.
+    A queued Job's ``suspend`` belongs to Kueue after creation, so it is not patched, except to
+    suspend it for an emergency stop (then Kueue gets it back: resuming it is Kueue's to decide).
     """
     fields = ("metadata.labels", "metadata.annotations", "spec.activeDeadlineSeconds")
-    return fields if spec.queue_name else (*fields, "spec.suspend")
+    return fields if spec.queue_name and not emergency_stop else (*fields, "spec.suspend")

@@ -6,16 +6,23 @@ Service, the Job of the current attempt) and derives the phase from what it obse
 | job                   | pod                     | spec      | phase     | reason           | kstatus     |
 |-----------------------|-------------------------|-----------|-----------|------------------|-------------|
 | absent                | -                       | suspend   | Suspended | Suspended        | idle        |
+| absent                | -                       | e-stop    | Suspended | EmergencyStopped | idle        |
 | absent                | -                       | -         | Pending   | JobCreated       | progressing |
 | Complete              | any                     | any       | Succeeded | Succeeded        | ready       |
 | Failed, DeadlineExc.  | any                     | any       | Failed    | DeadlineExceeded | stalled     |
 | Failed (other)        | any                     | any       | Failed    | JobFailed        | stalled     |
 | suspended             | -                       | suspend   | Suspended | Suspended        | idle        |
+| suspended             | -                       | e-stop    | Suspended | EmergencyStopped | idle        |
 | suspended             | -                       | queueName | Pending   | Queued           | progressing |
 | running               | stuck waiting (below)   | -         | Pending   | ImagePullBackOff | stalled     |
 | running               | Running                 | -         | Running   | Running          | ready       |
 | running               | Pending, unschedulable  | -         | Pending   | Unschedulable    | progressing |
 | running               | absent or Pending       | -         | Pending   | PodPending       | progressing |
+
+``e-stop`` is the ``artisan.dev/emergency-stop: "true"`` annotation (``kubectl artisan
+emergency-stop``): the run is suspended exactly as with ``spec.suspend`` (a queued Job too: an
+emergency outranks Kueue's ownership of ``suspend``), but spec is never written, so Argo CD or Flux
+self-heal does not undo it; removing the annotation resumes from the checkpoints.
 
 Stuck waiting reasons: ImagePullBackOff, ErrImagePull, InvalidImageName,
 CreateContainerConfigError, CrashLoopBackOff (the reason becomes the condition reason).
@@ -52,12 +59,15 @@ from datetime import datetime
 from artisan_operator.api.common import Condition
 from artisan_operator.api.training_run import (
     DEADLINE_EXCEEDED,
+    EMERGENCY_STOP_ANNOTATION,
+    EMERGENCY_STOPPED,
     ROLLBACK_TO_ANNOTATION,
     ROLLED_BACK,
     RollbackRecord,
     TrainingPhase,
     TrainingRunSpec,
     TrainingRunStatus,
+    emergency_stopped,
     parse_rollback_to,
 )
 from artisan_operator.manifests.common import Owner
@@ -164,9 +174,20 @@ class PhaseVerdict:
     message: str
 
 
-def assess_training_phase(spec: TrainingRunSpec, observation: TrainingRunObservation) -> PhaseVerdict:
+def assess_training_phase(
+    spec: TrainingRunSpec, observation: TrainingRunObservation, *, emergency_stop: bool = False
+) -> PhaseVerdict:
     """The row of the module table that matches the observation."""
     job, pod = observation.job, observation.pod
+    if emergency_stop and not (job is not None and (job.complete or job.failed)):
+        where = f"Job {job.name} is suspended; " if job is not None and job.suspended else ""
+        return PhaseVerdict(
+            "Suspended",
+            "idle",
+            EMERGENCY_STOPPED,
+            f"emergency stop ({EMERGENCY_STOP_ANNOTATION}): {where}checkpoints kept; "
+            "kubectl artisan resume continues from them",
+        )
     if job is None:
         if spec.suspend:
             return PhaseVerdict("Suspended", "idle", SUSPENDED, "the run is suspended (spec.suspend)")
@@ -205,18 +226,21 @@ def decide_training_run(
     image: str,
     now: datetime,
     resume_from_step: int | None = None,
+    emergency_stop: bool = False,
 ) -> TrainingRunPlan:
     """Children and status of one TrainingRun (see the module table)."""
+    if emergency_stop:
+        spec = spec.model_copy(update={"suspend": True})
     # The attempt is a record of past actions: the larger of what status says and what exists.
     attempt = max(previous.attempt, observation.job.attempt if observation.job else 0)
-    verdict = assess_training_phase(spec, observation)
+    verdict = assess_training_phase(spec, observation, emergency_stop=emergency_stop)
     children = (
         EnsureChild(build_trainer_pvc(owner, spec), patchable=("metadata.labels", "metadata.annotations")),
         EnsureChild(build_trainer_configmap(owner, spec)),
         EnsureChild(build_trainer_service(owner)),
         EnsureChild(
             build_trainer_job(owner, spec, image=image, attempt=attempt, resume_from_step=resume_from_step),
-            job_patchable_fields(spec),
+            job_patchable_fields(spec, emergency_stop=emergency_stop),
         ),
     )
     conditions: list[Condition] = merge_conditions(
@@ -362,6 +386,9 @@ def decide_supervised_training_run(
     now: datetime,
 ) -> TrainingRunDecision:
     """One supervised pass (the second table of the module docstring)."""
+    stopped = emergency_stopped(given.annotations)
+    if stopped:
+        spec = spec.model_copy(update={"suspend": True})  # suspended in effect, spec untouched
     jobs = observation.jobs or ((observation.job,) if observation.job else ())
     attempt = max([previous.attempt, *(j.attempt for j in jobs)])
     current = observation.job if observation.job is not None and observation.job.attempt == attempt else None
@@ -399,6 +426,7 @@ def decide_supervised_training_run(
             generation=owner.generation,
             previous=base_previous,
             last_write=given.last_write,
+            emergency_stop=stopped,
         ),
         now,
         given.settings,
@@ -424,6 +452,7 @@ def decide_supervised_training_run(
             image=image,
             now=now,
             resume_from_step=resume_step_of(status, attempt),
+            emergency_stop=stopped,
         )
         children = (
             base.children if not delete and status.phase != "Failed" and not finished else base.children[:-1]
@@ -449,6 +478,7 @@ def decide_supervised_training_run(
         image=image,
         now=now,
         resume_from_step=resume_step_of(status, attempt),
+        emergency_stop=stopped,
     )
     extra = [c for c in status.conditions if c.type not in {x.type for x in base.status.conditions}]
     final = base.status.model_copy(update={"conditions": [*base.status.conditions, *extra]})

@@ -59,6 +59,7 @@ from typing import Any, Literal
 from artisan_operator.api.common import PROGRESSING
 from artisan_operator.api.training_run import (
     DEADLINE_EXCEEDED,
+    EMERGENCY_STOPPED,
     ROLLBACKS_EXHAUSTED,
     ROLLED_BACK,
     CheckpointRef,
@@ -275,6 +276,8 @@ class SupervisionObservation:
     previous: TrainingRunStatus | None = None
     last_write: datetime | None = None
     """When this operator last wrote the status (None after a restart)."""
+    emergency_stop: bool = False
+    """``artisan.dev/emergency-stop: "true"``: suspended like spec.suspend, with its own reason."""
 
 
 @dataclass(frozen=True)
@@ -376,6 +379,8 @@ def supervise_training(
 ) -> SupervisionPlan:
     """The supervision plan for this pass (see the module table)."""
     previous = obs.previous or TrainingRunStatus()
+    if obs.emergency_stop:
+        spec = spec.model_copy(update={"suspend": True})  # in effect only: spec is the user's
     generation = obs.generation
     if previous.phase in ("Failed", "Succeeded") and (
         generation is None or previous.observed_generation == generation
@@ -475,6 +480,13 @@ def supervise_training(
             message,
             stop_job=job.name if job is not None else None,
             completion_time=now,
+        )
+    if obs.emergency_stop:
+        return plan(
+            "Suspended",
+            "idle",
+            EMERGENCY_STOPPED,
+            "emergency stop; checkpoints kept, resume continues from them",
         )
     if spec.suspend:
         return plan(
