@@ -31,7 +31,7 @@ from artisan_common.routing import (
 from artisan_common.serving import TrafficMix
 from artisan_ensemble.app import create_app
 from artisan_ensemble.gateway.assignment import assign
-from artisan_ensemble.gateway.decide import decide_route
+from artisan_ensemble.gateway.decide import assignment_key, decide_route
 from artisan_ensemble.settings import EnsembleSettings
 
 from .conftest import fake_generators, fast_config
@@ -407,3 +407,45 @@ async def test_gateway_backpressure_bounded_queue_then_429_with_retry_after(tmp_
         upstream.release.set()
         assert [(await running).status_code, (await waiting).status_code] == [200, 200]
         assert "artisan_queue_size 0.0" in (await client.get("/metrics")).text
+
+
+BY_SESSION = EXPERIMENT.model_copy(update={"key": "session_id"})
+
+
+@pytest.mark.parametrize(
+    ("experiment", "user", "session", "key"),
+    [
+        (EXPERIMENT, "u1", "s1", "u1"),
+        (BY_SESSION, "u1", "s1", "s1"),
+        (BY_SESSION, "u1", None, "u1"),
+        (None, "u1", "s1", "u1"),
+        (BY_SESSION, None, None, None),
+    ],
+)
+def test_assignment_key(
+    experiment: ExperimentRoute | None, user: str | None, session: str | None, key: str | None
+) -> None:
+    table = RoutingTable(pin=PinRoute(stable=STABLE), experiment=experiment)
+    assert assignment_key(table, user, session) == key
+
+
+async def test_session_assignment_follows_the_session_not_the_user(
+    gateway: tuple[httpx.AsyncClient, Path, Fleet],
+) -> None:
+    client, routing, _ = gateway
+    write_part(routing, EXPERIMENT_KEY, serialize(BY_SESSION))
+
+    async def has_session_experiment() -> bool:
+        return (await client.get("/v1/routing")).json().get("experiment", {}).get("key") == "session_id"
+
+    await wait_for(has_session_experiment)
+    weights = {v.name: float(v.weight) for v in EXPERIMENT.variants}
+    sessions = [f"session-{n}" for n in range(20)]
+    for session in sessions:
+        response = await client.post(
+            "/v1/briefs", json={"text": f"woody {session}", "userId": "one-user", "sessionId": session}
+        )
+        assert response.status_code == 200
+        assert response.headers["X-Artisan-Variant"] == assign(session, weights, salt="s1")
+    # one user, many sessions: more than one variant (by the user id it would always be one)
+    assert len({assign(s, weights, salt="s1") for s in sessions}) > 1

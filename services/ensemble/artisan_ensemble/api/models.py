@@ -24,6 +24,9 @@ class BriefRequest(ApiModel):
     """fast, balanced or creative."""
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     """Caller's user id (used by the gateway for assignment; echoed in logs only)."""
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    """Caller's session id: the gateway assigns by it when the experiment's ``assignment.key`` is
+    ``session_id`` (else by the user id)."""
     language: Language | None = None
     """Force the language of prompts and hints; detected from the text when unset."""
 
@@ -115,6 +118,8 @@ class FeedbackRequest(ApiModel):
     sample_id: str | None = Field(default=None, pattern=ID_PATTERN)
     """Idempotency key; generated when unset."""
     user_id: str = Field(pattern=ID_PATTERN)
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    """The session the rated brief came from (the gateway's variant key under session assignment)."""
     brief_id: str | None = Field(default=None, pattern=ID_PATTERN)
     brief: Brief | None = None
     formula: dict[str, float] | None = Field(default=None, max_length=200)

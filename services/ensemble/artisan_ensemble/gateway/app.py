@@ -22,7 +22,7 @@ from artisan_ensemble.api.middleware import BodyLimitMiddleware, MetricsMiddlewa
 from artisan_ensemble.api.models import BriefRequest, ChatCompletionRequest, FeedbackRequest, FormulaRequest
 from artisan_ensemble.api.streaming import SlotReleasingStream
 from artisan_ensemble.ensemble.admission import AdmissionController
-from artisan_ensemble.gateway.decide import GatewayDecision, decide_route
+from artisan_ensemble.gateway.decide import GatewayDecision, assignment_key, decide_route
 from artisan_ensemble.gateway.routing_watch import RoutingWatcher
 from artisan_ensemble.metrics import GatewayMetrics
 from artisan_ensemble.settings import EnsembleSettings
@@ -129,7 +129,10 @@ def create_gateway_app(
     async def briefs(body: BriefRequest, request: Request) -> Response:
         """Assign the user, forward to the chosen ensemble fleet and record the variant's statistics."""
         requested = body.mode if "mode" in body.model_fields_set else None
-        decision = decide_route(runtime.table(), _user_key(body.user_id), requested)
+        table = runtime.table()
+        decision = decide_route(
+            table, _user_key(assignment_key(table, body.user_id, body.session_id)), requested
+        )
         metrics.assignments.labels(decision.experiment, decision.variant).inc()
         metrics.ab_requests.labels(variant=decision.variant).inc()
         metrics.routed.labels(track=decision.track, mode=decision.mode).inc()
@@ -157,7 +160,9 @@ def create_gateway_app(
     @router.post("/v1/feedback", tags=["gateway"])
     async def feedback(body: FeedbackRequest) -> Response:
         """Forward to the user's fleet, tagged with the user's variant; rating and reward statistics."""
-        decision = decide_route(runtime.table(), body.user_id, None)
+        table = runtime.table()
+        key = assignment_key(table, body.user_id, body.session_id) or body.user_id
+        decision = decide_route(table, key, None)
         payload = {**body.to_wire(), "variant": body.variant or decision.variant}
         upstream = await forward(decision, "/v1/feedback", payload)
         if upstream.status_code == 202:

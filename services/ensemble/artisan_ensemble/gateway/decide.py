@@ -34,6 +34,24 @@ class GatewayDecision:
     mode: Mode
 
 
+def assignment_key(table: RoutingTable, user_id: str | None, session_id: str | None) -> str | None:
+    """Which request field a user is assigned by (the experiment's ``assignment.key``); the same key
+    drives the mode mix and the canary split. None: no key, the caller assigns at random.
+
+    | experiment key  | user id | session id | key                             |
+    |-----------------|---------|------------|---------------------------------|
+    | user_id         | u1      | s1         | u1                              |
+    | session_id      | u1      | s1         | s1                              |
+    | session_id      | u1      | -          | u1 (no session: the user)       |
+    | (no experiment) | u1      | s1         | u1                              |
+    | any             | -       | -          | None                            |
+    """
+    experiment = table.experiment
+    if experiment is not None and experiment.key == "session_id" and session_id:
+        return session_id
+    return user_id or None
+
+
 def decide_route(table: RoutingTable, user_key: str, requested_mode: Mode | None) -> GatewayDecision:
     experiment = table.experiment
     if experiment is not None:
