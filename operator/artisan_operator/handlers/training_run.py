@@ -2,10 +2,11 @@
 
 One pass (``observe_and_decide``, on the API thread pool): observe the run's Jobs and the current
 attempt's pod, read the trainer's metrics (Prometheus by pod when configured, else a scrape of the
-pod's /metrics on port 9090), decide (``policy.training_run.decide_supervised_training_run``), then
-act in the order that keeps a restart safe: the status recording a rollback first, then the old
-Job's deletion, then the consumed ``artisan.dev/rollback-to`` annotation; the shared pass creates
-the children and writes the status.
+pod's /metrics on port 9090; once the container has ended, its final values come from the pod's
+termination message instead, which ``observe_training_run`` reads), decide
+(``policy.training_run.decide_supervised_training_run``), then act in the order that keeps a restart
+safe: the status recording a rollback first, then the old Job's deletion, then the consumed
+``artisan.dev/rollback-to`` annotation; the shared pass creates the children and writes the status.
 """
 
 from __future__ import annotations
