@@ -206,7 +206,7 @@ def describe_term(term: str) -> str:
     entry = KOREAN_KEYWORDS.get(term) or ENGLISH_KEYWORDS.get(term)
     if entry is None:
         return term
-    parts = [f for f, _ in sorted(entry.families.items(), key=lambda kv: (-kv[1], kv[0]))]
+    parts: list[str] = [f for f, _ in sorted(entry.families.items(), key=lambda kv: (-kv[1], kv[0]))]
     if not parts and entry.style is not None:
         parts.append(entry.style)
     if entry.intensity:
