@@ -68,3 +68,30 @@ def test_no_checkpoint_at_or_before_the_step_is_an_error(tmp_path: Path) -> None
 def test_the_cli_flag_implies_resume() -> None:
     args = build_parser().parse_args(["train", "--checkpoint-dir", "/c", "--resume-from-step", "1500"])
     assert (args.resume_from_step, args.resume) == (1500, False)
+
+
+def test_rollback_id_applies_the_drop_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from artisan_trainer import cli
+
+    def run(*extra: str) -> list[dict[str, object]]:
+        args = ["train", "--env", "CartPole-v1", "--checkpoint-dir", str(tmp_path), "--resume"]
+        args += ["--set", "ppo.stepsPerUpdate=128", "--set", "checkpoints.interval=128", *extra]
+        assert cli.main(args) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    def first_update_step(lines: list[dict[str, object]]) -> object:
+        return next(line["step"] for line in lines if line["event"] == "update")
+
+    run("--total-steps", "512")
+    monkeypatch.setenv("ARTISAN_TRAINER_ROLLBACK_ID", "trainer-2@256")
+    # The rollback's pod: back to 256 (384 and 512 dropped), then on to 512 again.
+    assert first_update_step(run("--total-steps", "512", "--resume-from-step", "256")) == 384
+    # A second pod of the same Job (same flags, same id) continues from 512 instead of dropping again.
+    assert first_update_step(run("--total-steps", "640", "--resume-from-step", "256")) == 640
+    # A new rollback (new id) applies its drop.
+    monkeypatch.setenv("ARTISAN_TRAINER_ROLLBACK_ID", "trainer-3@256")
+    assert first_update_step(run("--total-steps", "640", "--resume-from-step", "256")) == 384

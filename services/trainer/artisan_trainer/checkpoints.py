@@ -34,6 +34,8 @@ import torch
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+APPLIED_ROLLBACKS = "rollbacks-applied.json"
+"""Ids of the operator's rollbacks (``--rollback-id``) already applied in this directory."""
 BEST = "best.pt"
 FORMAT_VERSION = 1
 
@@ -287,3 +289,19 @@ class CheckpointManager:
         if self.best is None:
             raise CheckpointError(f"no best checkpoint in {self.directory}")
         return self._load_record(self.best)
+
+
+def applied_rollback_ids(directory: Path) -> list[str]:
+    """The rollback ids recorded by :func:`record_applied_rollback` (none when unreadable)."""
+    try:
+        data = json.loads((directory / APPLIED_ROLLBACKS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    ids = data.get("ids") if isinstance(data, dict) else None
+    return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
+def record_applied_rollback(directory: Path, rollback_id: str, keep: int = 100) -> None:
+    """Remember (atomically) that ``rollback_id``'s drop of newer checkpoints was applied."""
+    ids = [i for i in applied_rollback_ids(directory) if i != rollback_id] + [rollback_id]
+    atomic_write_bytes(directory / APPLIED_ROLLBACKS, json.dumps({"ids": ids[-keep:]}).encode())

@@ -2,7 +2,8 @@
 
 Every flag has an ``ARTISAN_TRAINER_*`` environment equivalent (``ARTISAN_TRAINER_CONFIG``,
 ``ARTISAN_TRAINER_ENV``, ``ARTISAN_TRAINER_TOTAL_STEPS``, ``ARTISAN_TRAINER_CHECKPOINT_DIR``,
-``ARTISAN_TRAINER_METRICS_PORT``, ``ARTISAN_TRAINER_SUMMARY_JSON``, ``ARTISAN_TRAINER_RESUME``);
+``ARTISAN_TRAINER_METRICS_PORT``, ``ARTISAN_TRAINER_SUMMARY_JSON``, ``ARTISAN_TRAINER_RESUME``,
+``ARTISAN_TRAINER_ROLLBACK_ID``, ``ARTISAN_TRAINER_TERMINATION_LOG``);
 runtime fields too (``ARTISAN_TRAINER_NUM_ENVS``, ``ARTISAN_TRAINER_SEED``, ...).
 
 Exit codes (the operator reads them, and the termination message, to set the run's phase):
@@ -35,7 +36,12 @@ import numpy.typing as npt
 from prometheus_client import generate_latest
 from pythonjsonlogger.json import JsonFormatter
 
-from artisan_trainer.checkpoints import CheckpointError, atomic_write_bytes
+from artisan_trainer.checkpoints import (
+    CheckpointError,
+    applied_rollback_ids,
+    atomic_write_bytes,
+    record_applied_rollback,
+)
 from artisan_trainer.config import ConfigError, TrainerConfig, apply_override, load_config
 from artisan_trainer.ppo import PPOTrainer, RollbackRecord, TrainingHooks, TrainingSummary, UpdateStats
 from artisan_trainer.server import MetricsServer, TrainerMetrics
@@ -143,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="STEP",
         help="resume from the newest verified checkpoint at or before STEP; newer ones are dropped",
+    )
+    train.add_argument(
+        "--rollback-id",
+        default=_env("ROLLBACK_ID"),
+        metavar="ID",
+        help="with --resume-from-step: apply that drop once per ID (recorded beside the checkpoints); "
+        "a later pod with the same ID just resumes",
     )
     port = _env("METRICS_PORT")
     train.add_argument(
@@ -335,15 +348,21 @@ def train(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     trainer: PPOTrainer | None = None
+    resume_from = args.resume_from_step
+    if resume_from is not None and args.rollback_id in applied_rollback_ids(args.checkpoint_dir):
+        log.info("rollback %s to step %d was applied before; resuming", args.rollback_id, resume_from)
+        resume_from = None
     try:
         trainer = PPOTrainer(
             config,
             args.checkpoint_dir,
             resume=args.resume or args.resume_from_step is not None,
-            resume_at_or_before=args.resume_from_step,
+            resume_at_or_before=resume_from,
             hooks=FanOut(metrics, progress),
             stop_requested=lambda: stop["requested"],
         )
+        if resume_from is not None and args.rollback_id:
+            record_applied_rollback(args.checkpoint_dir, args.rollback_id)
         try:
             summary = trainer.train(config.ppo.total_steps)
         finally:
