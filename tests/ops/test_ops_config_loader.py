@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 import shutil
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from artisan_common import config_loader
 from artisan_common.config_loader import (
     CONFIG_FILES,
     ConfigError,
     ConfigLoader,
     ConfigValidationError,
     deep_merge,
+    fold_history,
 )
 from artisan_common.serving import ModesSpec, TrafficMix
 
@@ -130,8 +133,12 @@ def test_set_writes_the_file_and_appends_history(config_dir: Path) -> None:
     assert (config_dir / "recommended_params.yaml").read_text().startswith("# Recommended generation")
     assert ConfigLoader(config_dir).mode_params("creative").temperature == 0.9
     lines = (config_dir / "tuning_history.jsonl").read_text().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2  # the entry, written before the change, then its outcome
     record = json.loads(lines[0])
+    assert record["status"] == "pending"
+    assert json.loads(lines[1]) == {"id": record["id"], "status": "applied"}
+    assert entry.status == "applied"
+    assert [e.status for e in loader.history()] == ["applied"]
     assert record["path"] == "recommended_params.mode_overrides.creative.temperature"
     assert (record["old_value"], record["new_value"]) == (0.8, 0.9)
     assert (record["changed_by"], record["environment"]) == ("alice", None)
@@ -255,3 +262,99 @@ def test_broken_yaml_is_reported_with_its_file(config_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"traffic_distribution\.yaml: not valid YAML"):
         ConfigLoader(config_dir).get("traffic_distribution.fast")
     assert "traffic_distribution@base" in ConfigLoader(config_dir).validate_all()
+
+
+# --- crash safety: the history is a write-ahead log --------------------------------------------------
+
+FAST_TEMPERATURE = "recommended_params.mode_overrides.fast.temperature"
+
+
+def _crash_in(args: tuple[str, str]) -> None:
+    """A process that dies (no cleanup, like kill -9) at one point of ConfigLoader.set."""
+    directory, point = args
+    real_append = config_loader.append_line_durably
+
+    def die(*_: object) -> None:
+        os._exit(9)
+
+    def append_then_die_on_the_outcome(path: Path, line: str) -> None:
+        if '"path"' not in line:
+            os._exit(9)
+        real_append(path, line)
+
+    if point == "before-write":
+        config_loader.write_yaml_atomically = die  # type: ignore[assignment]
+    else:
+        config_loader.append_line_durably = append_then_die_on_the_outcome
+    ConfigLoader(directory).set(FAST_TEMPERATURE, 0.05, changed_by="crashy", reason="crash drill")
+
+
+def crash(config_dir: Path, point: str) -> None:
+    process = multiprocessing.get_context("fork").Process(target=_crash_in, args=((str(config_dir), point),))
+    process.start()
+    process.join(30)
+    assert process.exitcode == 9
+
+
+@pytest.mark.parametrize(
+    ("point", "in_force", "outcome"),
+    [
+        ("before-write", 0.3, "aborted"),  # the entry is there, the file unchanged
+        ("after-write", 0.05, "applied"),  # the file changed, the outcome line never written
+    ],
+)
+def test_a_crash_never_loses_the_entry_and_the_next_set_settles_it(
+    config_dir: Path, point: str, in_force: float, outcome: str
+) -> None:
+    before = ConfigLoader(config_dir).get(FAST_TEMPERATURE)
+    assert before == 0.3
+    crash(config_dir, point)
+    loader = ConfigLoader(config_dir)
+    assert loader.get(FAST_TEMPERATURE) == in_force
+    [pending] = loader.history()
+    assert (pending.status, pending.new_value, pending.changed_by) == ("pending", 0.05, "crashy")
+    assert loader.set("traffic_distribution.fast", 60, changed_by="b", reason="in force already") is None
+    assert [e.status for e in loader.history()] == [outcome]  # even a set that changes nothing settles it
+    loader.set("recommended_params.defaults.maxNewTokens", 300, changed_by="b", reason="next change")
+    entries = loader.history()
+    assert [(e.changed_by, e.status) for e in entries] == [("crashy", outcome), ("b", "applied")]
+    assert loader.recover() == []  # nothing left pending
+
+
+def test_recover_settles_without_a_new_change(config_dir: Path) -> None:
+    crash(config_dir, "after-write")
+    loader = ConfigLoader(config_dir)
+    [settled] = loader.recover()
+    assert (settled.status, settled.new_value) == ("applied", 0.05)
+    assert [e.status for e in loader.history()] == ["applied"]
+
+
+def test_a_failed_write_is_recorded_as_aborted(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(config_loader, "write_yaml_atomically", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        ConfigLoader(config_dir).set(FAST_TEMPERATURE, 0.05, changed_by="a", reason="r")
+    monkeypatch.undo()
+    loader = ConfigLoader(config_dir)
+    assert loader.get(FAST_TEMPERATURE) == 0.3
+    assert [(e.new_value, e.status) for e in loader.history()] == [(0.05, "aborted")]
+
+
+# The rows of fold_history's docstring table.
+def test_fold_history() -> None:
+    def entry(entry_id: str, status: str = "pending") -> str:
+        record = {"timestamp": "t", "path": "p.x", "old_value": 1, "new_value": 2, "changed_by": "a"}
+        return json.dumps({**record, "environment": None, "reason": "r", "id": entry_id, "status": status})
+
+    def outcome(entry_id: str, status: str) -> str:
+        return json.dumps({"id": entry_id, "status": status})
+
+    assert [e.status for e in fold_history([entry("a"), outcome("a", "applied")])] == ["applied"]
+    assert [e.status for e in fold_history([entry("a")])] == ["pending"]
+    assert [e.status for e in fold_history([entry("a"), outcome("a", "aborted")])] == ["aborted"]
+    old = json.loads(entry(""))
+    del old["id"], old["status"]
+    assert [e.status for e in fold_history([json.dumps(old)])] == ["applied"]
+    assert fold_history([entry("a"), '{"timestamp": "2025-']) == fold_history([entry("a")])

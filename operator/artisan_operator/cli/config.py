@@ -146,7 +146,7 @@ def _print_history(loader: ConfigLoader, limit: int, output: str, console: Conso
     if output != "text":
         _emit([json.loads(e.to_json()) for e in entries], output, console)
         return
-    table = Table("time", "path", "old", "new", "by", "env", "reason")
+    table = Table("time", "path", "old", "new", "by", "env", "reason", "status")
     for e in entries:
         table.add_row(
             e.timestamp,
@@ -156,6 +156,7 @@ def _print_history(loader: ConfigLoader, limit: int, output: str, console: Conso
             e.changed_by,
             e.environment or "base",
             e.reason,
+            e.status,
         )
     console.print(table)
 

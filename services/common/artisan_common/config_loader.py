@@ -14,8 +14,14 @@ A path is dotted and starts with the file name: ``recommended_params.mode_overri
 Reads see the base file with the environment overlay deep-merged on top (mappings merge, everything
 else is replaced). A write goes to the environment overlay when the loader has an environment, else to
 the base file. Every write is validated first (against the typed models where a file maps to one, for
-the base merged with every environment profile it affects), is written atomically, and only then is
-recorded in the history; a write that fails validation changes nothing.
+the base merged with every environment profile it affects), and a write that fails validation
+changes nothing.
+
+The history is a write-ahead log, so a crash cannot lose a change: the entry is appended (and
+fsynced) with status ``pending`` *before* the YAML is replaced, and a second line ``{"id": ...,
+"status": "applied"}`` after it. A crash between the two leaves a pending entry; the next
+:meth:`ConfigLoader.set` (or :meth:`ConfigLoader.recover`) settles it from the files: ``applied`` when
+its new value is in force, ``aborted`` when the write never happened.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import Field, ValidationError
@@ -227,6 +234,9 @@ def validate_document(name: str, doc: Any) -> object:
 # --- history --------------------------------------------------------------------------------------
 
 
+HistoryStatus = Literal["pending", "applied", "aborted"]
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     timestamp: str
@@ -236,6 +246,10 @@ class HistoryEntry:
     changed_by: str
     environment: str | None
     reason: str
+    id: str = ""
+    """Links the entry to its outcome line (empty in entries written before the write-ahead log)."""
+    status: HistoryStatus = "applied"
+    """pending: written before the YAML, outcome not yet known; applied; aborted: never in force."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -247,6 +261,8 @@ class HistoryEntry:
                 "changed_by": self.changed_by,
                 "environment": self.environment,
                 "reason": self.reason,
+                "id": self.id,
+                "status": self.status,
             },
             sort_keys=True,
             ensure_ascii=False,
@@ -254,7 +270,13 @@ class HistoryEntry:
 
     @classmethod
     def from_json(cls, line: str) -> Self:
-        raw = json.loads(line)
+        return cls.from_record(json.loads(line))
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any]) -> Self:
+        status = raw.get("status", "applied")
+        if status not in ("pending", "applied", "aborted"):
+            raise ValueError(f"unknown history status {status!r}")
         return cls(
             timestamp=str(raw["timestamp"]),
             path=str(raw["path"]),
@@ -263,7 +285,57 @@ class HistoryEntry:
             changed_by=str(raw["changed_by"]),
             environment=raw.get("environment"),
             reason=str(raw["reason"]),
+            id=str(raw.get("id") or ""),
+            status=status,
         )
+
+
+def outcome_line(entry_id: str, status: HistoryStatus) -> str:
+    """The line that settles a pending entry."""
+    return json.dumps({"id": entry_id, "status": status}, sort_keys=True)
+
+
+def fold_history(lines: Iterable[str]) -> list[HistoryEntry]:
+    """History lines → entries (oldest first) with their outcome lines applied.
+
+    | lines                                              | entries                    |
+    |----------------------------------------------------|----------------------------|
+    | entry a (pending), outcome a applied               | [a applied]                |
+    | entry a (pending)                                  | [a pending] (crash)        |
+    | entry a (pending), outcome a aborted               | [a aborted]                |
+    | an old entry without id/status                     | [it, applied]              |
+    | a torn last line                                   | skipped                    |
+    """
+    entries: list[HistoryEntry] = []
+    index: dict[str, int] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            if not isinstance(raw, dict):
+                continue
+            if "path" not in raw:  # an outcome line
+                at = index.get(str(raw.get("id")))
+                if at is not None and raw.get("status") in ("applied", "aborted"):
+                    entries[at] = replace(entries[at], status=raw["status"])
+                continue
+            entry = HistoryEntry.from_record(raw)
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line after a crash; the complete entries stay readable
+        if entry.id:
+            index[entry.id] = len(entries)
+        entries.append(entry)
+    return entries
+
+
+def settle(entry: HistoryEntry, value_in_force: Any) -> HistoryStatus:
+    """What a pending entry turned out to be, from the value in force now (after a crash).
+
+    The lock serializes writers, so nothing changed the path after the pending entry: its new value
+    is in force exactly when the YAML write happened.
+    """
+    return "applied" if value_in_force == entry.new_value else "aborted"
 
 
 # --- file I/O -------------------------------------------------------------------------------------
@@ -458,8 +530,36 @@ class ConfigLoader:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def _history_lines(self) -> list[str]:
+        if not self.history_path.exists():
+            return []
+        return self.history_path.read_text(encoding="utf-8").splitlines()
+
+    def _value_in_force(self, entry: HistoryEntry) -> Any:
+        try:
+            name, keys = split_path(entry.path)
+            return lookup(deep_merge(self._base(name), self._overlay(entry.environment, name)), keys)
+        except ConfigError:
+            return _MISSING  # the file or profile is gone: the entry's value is not in force
+
+    def _settle_pending(self) -> list[HistoryEntry]:
+        """Append the outcome of every pending entry (a crash between its line and its write)."""
+        settled = []
+        for entry in fold_history(self._history_lines()):
+            if entry.status == "pending" and entry.id:
+                status = settle(entry, self._value_in_force(entry))
+                append_line_durably(self.history_path, outcome_line(entry.id, status))
+                settled.append(replace(entry, status=status))
+        return settled
+
+    def recover(self) -> list[HistoryEntry]:
+        """Settle entries left pending by a crash; returns them with their outcome."""
+        with self._locked():
+            return self._settle_pending()
+
     def set(self, path: str, value: Any, *, changed_by: str, reason: str) -> HistoryEntry | None:
-        """Change one value, validate, write atomically, then append the history entry.
+        """Change one value: validate, append the history entry (pending), write atomically, then
+        append its outcome. A crash in between leaves the entry pending, settled by the next call.
 
         Returns the entry, or None when the value was already in force (nothing written).
         """
@@ -471,6 +571,7 @@ class ConfigLoader:
         if not keys:
             raise ConfigError(f"path {path!r} names a whole file: set one key inside it")
         with self._locked():
+            self._settle_pending()
             base = self._base(name)
             effective = deep_merge(base, self._overlay(self.environment, name))
             old_value = lookup(effective, keys)
@@ -484,18 +585,19 @@ class ConfigLoader:
                 )
             if old_value == value:
                 return None
+            target: Path
+            document: dict[str, Any]
             if self.environment is None:
-                new_base = with_value(base, keys, value)
+                document = with_value(base, keys, value)
                 for environment in [None, *self.environments()]:
-                    validate_document(name, deep_merge(new_base, self._overlay(environment, name)))
-                write_yaml_atomically(self.file_path(name), new_base)
+                    validate_document(name, deep_merge(document, self._overlay(environment, name)))
+                target = self.file_path(name)
             else:
-                env_path = self._environment_path(self.environment)
-                env_doc = _read_yaml(env_path) if env_path.exists() else {}
+                target = self._environment_path(self.environment)
+                env_doc = _read_yaml(target) if target.exists() else {}
                 section = env_doc.get(name) or {}
-                new_env_doc = {**env_doc, name: with_value(section, keys, value)}
-                validate_document(name, deep_merge(base, new_env_doc[name]))
-                write_yaml_atomically(env_path, new_env_doc)
+                document = {**env_doc, name: with_value(section, keys, value)}
+                validate_document(name, deep_merge(base, document[name]))
             entry = HistoryEntry(
                 timestamp=datetime.now(UTC).isoformat(timespec="milliseconds"),
                 path=path,
@@ -504,24 +606,26 @@ class ConfigLoader:
                 changed_by=changed_by.strip(),
                 environment=self.environment,
                 reason=reason.strip(),
+                id=uuid.uuid4().hex,
+                status="pending",
             )
+            # Write-ahead: the entry is on disk before the change, so no change goes unrecorded.
             append_line_durably(self.history_path, entry.to_json())
-            return entry
+            try:
+                write_yaml_atomically(target, document)
+            except Exception:
+                append_line_durably(self.history_path, outcome_line(entry.id, "aborted"))
+                raise
+            append_line_durably(self.history_path, outcome_line(entry.id, "applied"))
+            return replace(entry, status="applied")
 
     def history(self, limit: int | None = None, path_prefix: str | None = None) -> list[HistoryEntry]:
         """The last ``limit`` changes (oldest first), optionally only under ``path_prefix``."""
-        if not self.history_path.exists():
-            return []
-        entries = []
-        for line in self.history_path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = HistoryEntry.from_json(line)
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line after a crash; the complete entries stay readable
-            if path_prefix is None or entry.path == path_prefix or entry.path.startswith(path_prefix + "."):
-                entries.append(entry)
+        entries = [
+            entry
+            for entry in fold_history(self._history_lines())
+            if path_prefix is None or entry.path == path_prefix or entry.path.startswith(path_prefix + ".")
+        ]
         if limit is not None:
             entries = entries[-limit:] if limit > 0 else []
         return entries
