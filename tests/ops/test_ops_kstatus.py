@@ -448,7 +448,9 @@ def test_canary_is_ready_in_steady_state_and_after_a_promotion(world: World) -> 
     )
     assert_ready(world, promoted)
     assert condition_of(promoted, "Promoted")["status"] == "True"  # type: ignore[index]
-    assert promoted["status"]["canaryRevision"] == promoted["status"]["stableRevision"]
+    # Ready again only once the stable fleet serves the promoted pins: the canary is then cleared.
+    assert promoted["status"].get("canaryRevision") is None
+    assert promoted["status"]["currentStepIndex"] == len(promoted["spec"]["steps"])
     serving = world.wait_until(
         "ModelPin",
         "pin-cny",
