@@ -511,6 +511,9 @@ class Story:
         self.start_traffic()
         stop = threading.Event()
         sampler = self.canary_weight_sampler("rollout 1.1.0 (promoted)", stop)
+        # The promotion is seen as a new stable revision: the canary revision is cleared once the
+        # stable fleet serves it, so "stable == canary" holds only for that short hold.
+        old_stable = (self.get("Canary", "demo-pin").get("status") or {}).get("stableRevision")
         try:
             self.set_revision("1.1.0")
             self.timeline.record(
@@ -533,8 +536,7 @@ class Story:
                     raise StoryStepFailedError(f"canary aborted unexpectedly: {status.get('abortReason')}")
                 return (
                     status
-                    if status.get("promotedAt")
-                    and status.get("stableRevision") == status.get("canaryRevision")
+                    if status.get("promotedAt") and status.get("stableRevision") not in (None, old_stable)
                     else None
                 )
 

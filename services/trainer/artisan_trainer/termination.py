@@ -4,7 +4,7 @@ Kubernetes copies the file at the pod's ``terminationMessagePath`` (``/dev/termi
 the container status when the container ends (at most 4096 bytes), so the operator learns what
 happened after its last scrape: final step, reward, checkpoints, rollbacks and the outcome.
 
-The document (keys are a contract with the operator's ``parse_trainer_termination``)::
+The document (keys are a contract with the operator's ``parse_termination_message``)::
 
     {"step": 8192, "rewardMA": 187.5, "lastCheckpoint": 8192, "bestCheckpoint": 6144,
      "rollbacks": [{"step": 4096, "reason": "kl_divergence", "toStep": 2048}],
