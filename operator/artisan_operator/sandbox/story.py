@@ -550,6 +550,16 @@ class Story:
             self.wait_until(
                 lambda: self.ready(self.get("ModelPin", "demo-pin")), 180, "stable fleet on the new revision"
             )
+            # The canary keeps its weight and pods until the stable fleet serves the promoted pins;
+            # the next rollout must not find (and fault) this one's pods.
+            self.wait_until(
+                lambda: (
+                    not int((self.get("Canary", "demo-pin").get("status") or {}).get("weight") or 0)
+                    and not self.ensemble_pods("canary")
+                ),
+                120,
+                "promoted canary cleared",
+            )
         finally:
             stop.set()
             sampler.join(5)
