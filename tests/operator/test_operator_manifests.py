@@ -168,6 +168,10 @@ def test_trainer_pvc_and_metrics_service() -> None:
     )
     assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
     assert pvc["spec"]["storageClassName"] == "fast"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    shared = training_spec(checkpoints={"storage": {"accessMode": "ReadWriteMany"}})
+    # Every ModelPin replica, on any node, mounts the policy checkpoints read-only.
+    assert build_trainer_pvc(TR, shared)["spec"]["accessModes"] == ["ReadWriteMany"]
     service = build_trainer_service(TR)
     assert service["spec"]["ports"][0]["port"] == 9090
     job = build_trainer_job(TR, training_spec(), image="t")

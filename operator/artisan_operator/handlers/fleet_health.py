@@ -194,6 +194,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         plural=PLURAL,
         kind=KIND,
         loop="ModelPinFleet",
+        handler_id="model_pin_fleet_event",
         run=fleet_health_pass,
         first_delay=lambda current: current.fleet_interval_seconds,
     )

@@ -54,5 +54,11 @@ async def model_pin_pass(
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     register_object_loop(
-        registry, plural=PLURAL, kind=KIND, loop=KIND, run=model_pin_pass, keep_first_body=True
+        registry,
+        plural=PLURAL,
+        kind=KIND,
+        loop=KIND,
+        handler_id="model_pin_event",
+        run=model_pin_pass,
+        keep_first_body=True,
     )

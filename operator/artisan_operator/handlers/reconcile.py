@@ -242,11 +242,14 @@ def register_object_loop(
     plural: str,
     kind: str,
     loop: str,
+    handler_id: str,
     run: LoopFn,
     first_delay: Callable[[Settings], float] = lambda _: 0.0,
     keep_first_body: bool = False,
 ) -> None:
     """Drive ``run`` for every object of ``plural`` from the operator's work queue.
+
+    ``handler_id`` names the kopf handler ``<kind>_<event>`` (e.g. ``training_run_event``).
 
     A ``kopf.on.event`` handler (no finalizer, no annotations, no patch) turns watch events into
     nudges: a new object, a spec change (generation), an annotation change or a deletion. Status-only
@@ -275,4 +278,4 @@ def register_object_loop(
         if keep_first_body and state is not None and not queue.has_run(key):
             state[WATCHED_BODY_KEY] = event.get("object")
 
-    kopf.on.event(GROUP, VERSION, plural, id=f"{loop}_watch", registry=registry)(on_event)
+    kopf.on.event(GROUP, VERSION, plural, id=handler_id, registry=registry)(on_event)

@@ -145,5 +145,11 @@ async def training_run_pass(
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     register_object_loop(
-        registry, plural=PLURAL, kind=KIND, loop=KIND, run=training_run_pass, keep_first_body=True
+        registry,
+        plural=PLURAL,
+        kind=KIND,
+        loop=KIND,
+        handler_id="training_run_event",
+        run=training_run_pass,
+        keep_first_body=True,
     )

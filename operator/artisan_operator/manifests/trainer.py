@@ -102,7 +102,7 @@ def build_trainer_configmap(owner: Owner, spec: TrainingRunSpec) -> Manifest:
 def build_trainer_pvc(owner: Owner, spec: TrainingRunSpec) -> Manifest:
     storage = spec.checkpoints.storage
     pvc_spec: Manifest = {
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": [storage.access_mode],
         "resources": {"requests": {"storage": storage.size}},
     }
     if storage.storage_class_name:

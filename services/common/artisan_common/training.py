@@ -120,6 +120,10 @@ class CheckpointStorageSpec(ApiModel):
     """Size of the checkpoint PersistentVolumeClaim (a Kubernetes quantity)."""
     storage_class_name: str | None = None
     """StorageClass of the claim; the cluster default when unset."""
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = "ReadWriteOnce"
+    """Access mode of the claim. A ModelPin whose policy comes from this run mounts the claim
+    read-only in every replica: with more than one node, use ReadWriteMany (and a StorageClass that
+    offers it), since a ReadWriteOnce claim is mounted on one node only."""
 
 
 class CheckpointSpec(ApiModel):
