@@ -4,7 +4,9 @@ The operator stamps each child with the hash of the manifest it applied
 (``artisan.dev/applied-hash``); a child whose hash matches is left alone, so a resync costs one GET per
 child and server-side defaulting never causes a patch loop. An owner never reconciled before creates
 its children without reading them first (a leftover from an interrupted pass answers 409, and is
-then read and compared like any other). Patches are JSON merge patches (no PUT,
+then read and compared like any other). A brand-new owner's first pass goes further (``create_only``):
+it only creates, and a child that already exists is reported as ``exists``, untouched, for the caller
+to decide again from a full observation. Patches are JSON merge patches (no PUT,
 no server-side apply). A child that exists but is not controlled by this owner is never touched:
 it is reported as a conflict.
 """
@@ -20,7 +22,8 @@ from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterCl
 from artisan_operator.manifests.common import APPLIED_HASH_ANNOTATION, Manifest, with_applied_hash
 from artisan_operator.policy.plan import CHILD_CONFLICT, CHILD_CREATED, CHILD_UPDATED, EnsureChild, EventNote
 
-ApplyAction = Literal["created", "updated", "unchanged", "conflict"]
+ApplyAction = Literal["created", "updated", "unchanged", "conflict", "exists"]
+"""``exists``: a ``create_only`` create answered 409; the child was neither read nor changed."""
 
 
 @dataclass(frozen=True)
@@ -119,18 +122,25 @@ def _read(ops: ChildOperations, name: str, namespace: str, timeout: float) -> Ma
 
 
 def apply_child(
-    cluster: ClusterClient, child: EnsureChild, owner_uid: str, *, expect_missing: bool = False
+    cluster: ClusterClient,
+    child: EnsureChild,
+    owner_uid: str,
+    *,
+    expect_missing: bool = False,
+    create_only: bool = False,
 ) -> ApplyOutcome:
     """Ensure one child exists with the desired content; safe to repeat and to interrupt anywhere.
 
     ``expect_missing`` (the owner was never reconciled) skips the read before the create: a child
     that exists anyway (an interrupted earlier pass) answers 409 and is then read and compared.
+    ``create_only`` skips the read too, and on 409 stops there: ``exists``, nothing compared or
+    patched (the desired content came from an observation that assumed no child exists).
     """
     desired = with_applied_hash(child.manifest)
     name, namespace, kind = child.name, desired["metadata"]["namespace"], child.kind
     ops = child_operations(cluster, kind)
     timeout = cluster.request_timeout
-    existing = None if expect_missing else _read(ops, name, namespace, timeout)
+    existing = None if expect_missing or create_only else _read(ops, name, namespace, timeout)
     if existing is None:
         try:
             ops.create(namespace, desired, _preload_content=False, _request_timeout=timeout)
@@ -138,6 +148,8 @@ def apply_child(
         except ApiException as error:
             if error.status != 409:
                 raise
+            if create_only:
+                return ApplyOutcome(kind, name, "exists")
             # Created meanwhile (another pass or a previous run of the operator): compare with it.
             existing = _read(ops, name, namespace, timeout)
             if existing is None:
@@ -198,7 +210,24 @@ def outcome_events(outcomes: Sequence[ApplyOutcome]) -> list[EventNote]:
 
 
 def apply_plan(
-    cluster: ClusterClient, children: Sequence[EnsureChild], owner_uid: str, *, expect_missing: bool = False
+    cluster: ClusterClient,
+    children: Sequence[EnsureChild],
+    owner_uid: str,
+    *,
+    expect_missing: bool = False,
+    create_only: bool = False,
 ) -> list[ApplyOutcome]:
-    """Apply every child in order (volumes and config before the workloads that mount them)."""
-    return [apply_child(cluster, child, owner_uid, expect_missing=expect_missing) for child in children]
+    """Apply every child in order (volumes and config before the workloads that mount them).
+
+    With ``create_only``, the first child that ``exists`` ends the plan (it is the last outcome):
+    the caller decides again from a full observation and applies that plan.
+    """
+    outcomes: list[ApplyOutcome] = []
+    for child in children:
+        outcome = apply_child(
+            cluster, child, owner_uid, expect_missing=expect_missing, create_only=create_only
+        )
+        outcomes.append(outcome)
+        if outcome.action == "exists":
+            break
+    return outcomes

@@ -1,4 +1,11 @@
-"""ModelPin handlers: watch events nudge a pass at once; the work queue keeps it level-triggered."""
+"""ModelPin handlers: watch events nudge a pass at once; the work queue keeps it level-triggered.
+
+A pass observes the ensemble Deployment and the Canaries that target the ModelPin, except the
+first pass of a brand-new ModelPin (no status at all, ``PassInput.blind``): no Deployment of ours
+exists yet, and a Canary changes nothing before a stable revision is recorded in the status
+(``guarded`` needs one; canary pods need one), except the Service's both-track selector of a
+replica-routed Canary, which the next pass sets (the Pending phase asks for one in seconds).
+"""
 
 from __future__ import annotations
 
@@ -18,13 +25,16 @@ from artisan_operator.handlers.reconcile import (
 )
 from artisan_operator.handlers.workqueue import PassOutcome
 from artisan_operator.manifests.ensemble import fleet_overrides
-from artisan_operator.policy.model_pin import decide_model_pin
+from artisan_operator.policy.model_pin import ModelPinObservation, decide_model_pin
 from artisan_operator.policy.plan import Plan
 from artisan_operator.settings import Settings
 
 
 def observe_and_decide(given: PassInput[ModelPinSpec, ModelPinStatus]) -> Plan[ModelPinStatus]:
-    observation = observe_model_pin(given.cluster, given.owner.namespace, given.owner.name)
+    if given.blind:
+        observation = ModelPinObservation()
+    else:
+        observation = observe_model_pin(given.cluster, given.owner.namespace, given.owner.name)
     return decide_model_pin(
         given.owner,
         given.spec,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -69,6 +69,10 @@ class PassInput(Generic[SpecT, StatusT]):
     """The stored status as read this pass (for a decision that must write before it acts)."""
     memo: MutableMapping[str, Any] = field(default_factory=dict)
     """Per-object scratch kept across passes of this operator process (lost on restart)."""
+    blind: bool = False
+    """The object has no status at all (brand-new): ``decide`` may skip the reads whose answer can
+    only be "no child exists yet". The pass then only creates children, and if one exists anyway
+    (a pass interrupted before its status write) it decides again with ``blind`` False."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,12 @@ def reconcile_pass(
     exception is the object's very first pass in this process (``memo[WATCHED_BODY_KEY]``, see
     :func:`register_object_loop`): nothing has been written by this process yet, so the newest
     watched body is as good as a read.
+
+    A brand-new object (no status at all) gets a blind first decision (``PassInput.blind``): a
+    status is written by every pass that gets past its children, so without one no pass of ours
+    got that far, and its children are created without being observed or read first. Any child
+    that answers 409 (an interrupted pass, or someone else's object with that name) means the
+    guess was wrong: the pass decides again from a full observation and applies that plan.
     """
     watched = memo.pop(WATCHED_BODY_KEY, None) if memo is not None else None
     body = watched or read_custom_object(cluster, reconciler.plural, namespace, name)
@@ -157,22 +167,28 @@ def reconcile_pass(
         )
     else:
         annotations = body["metadata"].get("annotations") or {}
-        plan = reconciler.decide(
-            PassInput(
-                cluster,
-                owner,
-                spec,
-                previous,
-                settings,
-                now,
-                annotations={str(k): str(v) for k, v in annotations.items()},
-                raw_status=raw_status or {},
-                memo=memo if memo is not None else {},
-            )
+        given = PassInput(
+            cluster,
+            owner,
+            spec,
+            previous,
+            settings,
+            now,
+            annotations={str(k): str(v) for k, v in annotations.items()},
+            raw_status=raw_status or {},
+            memo=memo if memo is not None else {},
+            blind=not raw_status,
         )
+        plan = reconciler.decide(given)
         # Never reconciled (no observedGeneration yet): its children most likely do not exist.
         fresh = raw_status.get("observedGeneration") is None if raw_status else True
-        outcomes = apply_plan(cluster, plan.children, owner.uid, expect_missing=fresh)
+        outcomes = apply_plan(
+            cluster, plan.children, owner.uid, expect_missing=fresh, create_only=given.blind
+        )
+        if outcomes and outcomes[-1].action == "exists":
+            plan = reconciler.decide(replace(given, blind=False))
+            created = [o for o in outcomes if o.action == "created"]
+            outcomes = created + apply_plan(cluster, plan.children, owner.uid)
         result.events.extend(outcome_events(outcomes))
         conflicts = [o.message for o in outcomes if o.action == "conflict"]
         if conflicts:

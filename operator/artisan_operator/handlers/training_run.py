@@ -1,9 +1,10 @@
 """TrainingRun handlers: watch events nudge a pass at once; the work queue keeps it level-triggered.
 
 One pass (``observe_and_decide``, on the API thread pool): observe the run's Jobs and the current
-attempt's pod, read the trainer's metrics (Prometheus by pod when configured, else a scrape of the
-pod's /metrics on port 9090; once the container has ended, its final values come from the pod's
-termination message instead, which ``observe_training_run`` reads), decide
+attempt's pod (a brand-new run has none: its first pass reads nothing, see ``PassInput.blind``),
+read the trainer's metrics (Prometheus by pod when configured, else a scrape of the pod's /metrics
+on port 9090; once the container has ended, its final values come from the pod's termination
+message instead, which ``observe_training_run`` reads), decide
 (``policy.training_run.decide_supervised_training_run``), then act in the order that keeps a restart
 safe: the status recording a rollback first, then the old Job's deletion, then the consumed
 ``artisan.dev/rollback-to`` annotation; the shared pass creates the children and writes the status.
@@ -92,7 +93,12 @@ def read_trainer_metrics(
 
 def observe_and_decide(given: PassInput[TrainingRunSpec, TrainingRunStatus]) -> Plan[TrainingRunStatus]:
     cluster, owner, settings = given.cluster, given.owner, given.settings
-    observation = observe_training_run(cluster, owner.namespace, owner.name)
+    if given.blind and ROLLBACK_TO_ANNOTATION not in given.annotations:
+        # Brand-new: no Job of ours yet (see PassInput.blind). A rollback request is observed:
+        # acting on it writes status and deletes Jobs before the children are applied.
+        observation = TrainingRunObservation()
+    else:
+        observation = observe_training_run(cluster, owner.namespace, owner.name)
     metrics = read_trainer_metrics(settings, owner.namespace, current_pod(observation, given.previous))
     supervision = SupervisionInput(
         metrics=metrics,
