@@ -217,3 +217,18 @@ def stable_pin(control: Control, name: str = "pin", **spec: Any) -> str:
 
 
 __all__ = ["NS", "Control", "Path", "condition", "model_pin", "stable_pin", "unique"]
+
+
+def ab_experiment(name: str, promote: bool = False, **analysis: Any) -> dict[str, Any]:
+    """A two-variant ABExperiment on the ModelPin ``pin``."""
+    return {
+        "apiVersion": "artisan.dev/v1alpha1",
+        "kind": "ABExperiment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "targetRef": {"name": "pin"},
+            "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}],
+            "analysis": {"minSamplesPerVariant": 100, **analysis},
+            "onConclusion": {"promote": promote},
+        },
+    }

@@ -15,7 +15,7 @@ from artisan_operator.api.ab_experiment import AssignmentSpec
 from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
 from artisan_operator.sandbox.testing import wait_for
 
-from .conftest import NS, Control, stable_pin
+from .conftest import NS, Control, ab_experiment, stable_pin
 
 
 # The rows of AssignmentSpec.effective_salt's docstring table.
@@ -36,19 +36,6 @@ def test_default_salts_differ_between_experiments_and_reshuffle_users() -> None:
     assert 150 < same < 250  # independent assignments agree about half the time, not always
 
 
-def experiment(name: str, **assignment: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "artisan.dev/v1alpha1",
-        "kind": "ABExperiment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "targetRef": {"name": "pin"},
-            "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}],
-            "assignment": assignment,
-        },
-    }
-
-
 def routed(control: Control) -> dict[str, Any] | None:
     entry: dict[str, Any] | None = json.loads(control.routing("pin").get(EXPERIMENT_KEY, "null"))
     return entry
@@ -65,7 +52,7 @@ def test_the_operator_writes_the_effective_salt(
         exporter.set("artisan_variant_sum_total", 40.0, **labels)
         exporter.set("artisan_variant_sum_squares_total", 170.0, **labels)
     stable_pin(control, "pin")
-    control.create(experiment("abx-salt"))
+    control.create(ab_experiment("abx-salt"))
     entry = wait_for(lambda: routed(control), timeout=30, message="routing entry")
     assert (entry["experiment"], entry["salt"]) == ("abx-salt", f"{NS}/abx-salt")
     control.patch("abexperiments", "abx-salt", {"spec": {"assignment": {"salt": "wave-2"}}})

@@ -13,7 +13,7 @@ from artisan_common.routing import EXPERIMENT_KEY
 from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
 from artisan_operator.sandbox.testing import wait_for
 
-from .conftest import NS, Control, condition, stable_pin
+from .conftest import NS, Control, ab_experiment, condition, stable_pin
 
 pytestmark = pytest.mark.e2e
 
@@ -39,20 +39,6 @@ def assign(exporter: ControlledExporter, experiment: str, variant: str, requests
     exporter.set("artisan_variant_assignments_total", float(requests), experiment=experiment, variant=variant)
 
 
-def experiment(name: str, promote: bool = False, **analysis: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "artisan.dev/v1alpha1",
-        "kind": "ABExperiment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "targetRef": {"name": "pin"},
-            "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}],
-            "analysis": {"minSamplesPerVariant": 100, **analysis},
-            "onConclusion": {"promote": promote},
-        },
-    }
-
-
 def routed_entry(control: Control) -> dict[str, Any] | None:
     raw = control.routing("pin").get(EXPERIMENT_KEY, "null")
     entry: dict[str, Any] | None = json.loads(raw)
@@ -68,7 +54,7 @@ def test_planted_effect_finds_the_winner_and_promotes_it(
     assign(exporter, "abx-effect", "control", 1010)
     assign(exporter, "abx-effect", "treatment", 990)
     stable_pin(ab_control, "pin")
-    ab_control.create(experiment("abx-effect", promote=True))
+    ab_control.create(ab_experiment("abx-effect", promote=True))
 
     status = wait_for(
         lambda: (
@@ -98,7 +84,7 @@ def test_a_a_test_finds_no_winner(ab_control: Control, exporter: ControlledExpor
     assign(exporter, "abx-aa", "control", 1000)
     assign(exporter, "abx-aa", "treatment", 1000)
     stable_pin(ab_control, "pin")
-    ab_control.create(experiment("abx-aa"))
+    ab_control.create(ab_experiment("abx-aa"))
     analysed = wait_for(
         lambda: (
             (s := ab_control.get("abexperiments", "abx-aa").get("status") or {}).get("variants")
@@ -132,7 +118,7 @@ def test_planted_traffic_imbalance_is_flagged_as_srm(
     assign(exporter, "abx-srm", "control", 1000)
     assign(exporter, "abx-srm", "treatment", 850)
     stable_pin(ab_control, "pin")
-    ab_control.create(experiment("abx-srm"))
+    ab_control.create(ab_experiment("abx-srm"))
     status = wait_for(
         lambda: (
             (s := ab_control.get("abexperiments", "abx-srm").get("status") or {}).get("phase") == "Invalid"
@@ -158,7 +144,7 @@ def test_without_the_assignment_counter_srm_falls_back_to_primary_counts_and_say
     plant(exporter, "abx-old-gateway", "control", rng.normal(3.5, 1.0, 400).clip(0))
     plant(exporter, "abx-old-gateway", "treatment", rng.normal(3.5, 1.0, 300).clip(0))  # 50/50 weights
     stable_pin(ab_control, "pin")
-    ab_control.create(experiment("abx-old-gateway"))
+    ab_control.create(ab_experiment("abx-old-gateway"))
     status = wait_for(
         lambda: (
             (s := ab_control.get("abexperiments", "abx-old-gateway").get("status") or {}).get("phase")

@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from artisan_operator.sandbox.report import REQUIRED_EVENTS
+
 REPO = Path(__file__).resolve().parents[2]
-STORY_EVENTS = {
-    ("TrainingRun", "Rollback"),
-    ("ModelPin", "Served"),
-    ("Canary", "Promoted"),
-    ("Canary", "Aborted"),
-    ("ABExperiment", "Winner"),
-    ("ModelPin", "Downshifted"),
-    ("ModelPin", "Recovered"),
-}
 OPERATOR_EVENTS = {
     ("TrainingRun/demo-ppo", "RolledBack"),
     ("Canary/demo-pin", "Promoted"),
@@ -49,7 +42,7 @@ def test_the_full_demo_story_happens_within_ten_minutes(tmp_path: Path) -> None:
     assert document["failure"] is None
     assert document["wallSeconds"] < 600
     seen = {(event["kind"], event["type"]) for event in document["events"]}
-    assert seen >= STORY_EVENTS
+    assert seen >= set(REQUIRED_EVENTS)
     # The operator acted, not only the story's own drills: its Kubernetes Events say so.
     posted = {(event["object"], event["reason"]) for event in document["kubernetesEvents"]}
     assert posted >= OPERATOR_EVENTS, sorted(posted)
