@@ -166,3 +166,17 @@ def first_pass_children(cluster: ClusterClient, owner: Owner) -> list[EnsureChil
         blind=True,
     )
     return list(training_run.RECONCILER.decide(given).children)
+
+
+def test_a_pass_reuses_one_connection_for_all_its_requests(
+    kube_client: kubernetes.client.ApiClient, cluster: ClusterClient
+) -> None:
+    # A create or status write whose response is never read keeps its connection from the pool:
+    # every such request then opens a new TCP connection (the cost of one more request, twice over).
+    create(kube_client, "modelpins", "ModelPin", pin_spec())
+    create(kube_client, "trainingruns", "TrainingRun", {"ppo": {"totalSteps": 5000}})
+    reconcile_pass(model_pin.RECONCILER, cluster, Settings(), namespace=NS, name="pin")
+    reconcile_pass(training_run.RECONCILER, cluster, Settings(), namespace=NS, name="obj")
+    reconcile_pass(model_pin.RECONCILER, cluster, Settings(), namespace=NS, name="pin")
+    pool = cluster.api_client.rest_client.pool_manager.connection_from_url(cluster.configuration.host)
+    assert pool.num_connections == 1

@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode, unvalidated
+from artisan_operator.cluster.client import (
+    MERGE_PATCH,
+    ApiException,
+    ClusterClient,
+    decode,
+    discard,
+    unvalidated,
+)
 from artisan_operator.manifests.common import APPLIED_HASH_ANNOTATION, Manifest, with_applied_hash
 from artisan_operator.policy.plan import CHILD_CONFLICT, CHILD_CREATED, CHILD_UPDATED, EnsureChild, EventNote
 
@@ -143,7 +150,7 @@ def apply_child(
     existing = None if expect_missing or create_only else _read(ops, name, namespace, timeout)
     if existing is None:
         try:
-            ops.create(namespace, desired, _preload_content=False, _request_timeout=timeout)
+            discard(ops.create(namespace, desired, _preload_content=False, _request_timeout=timeout))
             return ApplyOutcome(kind, name, "created")
         except ApiException as error:
             if error.status != 409:
@@ -170,9 +177,10 @@ def apply_child(
         patch = pick_paths(desired, child.patchable)
         patch.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = wanted_hash
     patch = with_removed_keys(patch, existing, child.replaced_maps)
-    ops.patch(
+    response = ops.patch(
         name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False, _request_timeout=timeout
     )
+    discard(response)
     return ApplyOutcome(kind, name, "updated")
 
 

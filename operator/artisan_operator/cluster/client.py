@@ -33,6 +33,8 @@ __all__ = [
     "ApiException",
     "ClusterClient",
     "connection_info",
+    "decode",
+    "discard",
     "load_configuration",
     "unvalidated",
 ]
@@ -134,6 +136,13 @@ def unvalidated(method: Callable[..., T]) -> Callable[..., T]:
     if raw is None or owner is None:
         return method
     return functools.partial(raw, owner)
+
+
+def discard(response: Any) -> None:
+    """Read a raw (``_preload_content=False``) response to its end, for a call whose answer is not
+    needed: only a fully read response gives its connection back to the pool. One left unread keeps
+    it until garbage collection closes it, and every such call costs a new TCP connection."""
+    response.data  # noqa: B018 (read for its side effect)
 
 
 def decode(response: Any) -> dict[str, Any]:

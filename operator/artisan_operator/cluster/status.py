@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artisan_operator.api.common import GROUP, VERSION
-from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode
+from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode, discard
 
 
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -25,16 +25,18 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
 def patch_status(
     cluster: ClusterClient, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
 ) -> None:
-    cluster.custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        namespace,
-        plural,
-        name,
-        {"status": dict(patch)},
-        _content_type=MERGE_PATCH,
-        _preload_content=False,
-        _request_timeout=cluster.request_timeout,
+    discard(
+        cluster.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": dict(patch)},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+            _request_timeout=cluster.request_timeout,
+        )
     )
 
 
