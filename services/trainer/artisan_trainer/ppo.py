@@ -6,7 +6,10 @@ in :mod:`.normalization`, checkpoints in :mod:`.checkpoints` and the rollback de
 
 Speed notes: torch runs single-threaded by default (tiny MLPs lose to threading overhead), rollout
 buffers are preallocated, log-probabilities and entropies are computed directly from logits (no
-distribution objects), and the actor and critic are evaluated once per step.
+distribution objects), and the actor and critic are evaluated once per step. At batch size 1 the
+cost is per-operation overhead, not arithmetic, so the rollout loop works on numpy views of the
+buffers (a numpy copy costs a fraction of a torch one), acts under ``torch.inference_mode`` and
+keeps the number of tensor operations per step small.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ class Agent(nn.Module):
     def _mlp_forward(layers: list[nn.Linear], x: Tensor) -> Tensor:
         """Same result as calling the Sequential, without nn.Module call overhead (hot path)."""
         for layer in layers[:-1]:
-            x = torch.tanh(functional.linear(x, layer.weight, layer.bias))
+            x = functional.linear(x, layer.weight, layer.bias).tanh_()  # in place: one allocation less
         last = layers[-1]
         return functional.linear(x, last.weight, last.bias)
 
@@ -138,9 +141,9 @@ class Agent(nn.Module):
             logp = out.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         else:
             noise = torch.randn_like(out)
-            action = out + noise * self.log_std.exp()
+            action = (noise * self.log_std.exp()).add_(out)
             # (action − mean)/std is the noise itself, so the Gaussian log-density needs no division.
-            logp = -0.5 * noise.pow(2).sum(-1) - (self.log_std.sum() + _LOG_SQRT_2PI * out.shape[-1])
+            logp = noise.pow(2).sum(-1).mul_(-0.5).sub_(self.log_std.sum() + _LOG_SQRT_2PI * out.shape[-1])
         return action, logp, self.value(obs)
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -284,11 +287,17 @@ class PPOTrainer:
         self.normalizer = RewardNormalizer(config.reward_normalization, self.num_envs, config.ppo.gamma)
 
         # -- rollout buffers (preallocated) ----------------------------------------------------
+        # The rollout writes host numpy arrays; the update reads the *_buf tensors. On the CPU these
+        # share memory (no copy); on an accelerator the rollout copies them over once at its end.
         steps, n = config.steps_per_env, self.num_envs
-        self.obs_buf = self._zeros(steps, n, *self.obs_shape)
-        self.actions_buf = self._zeros(steps, n, *self.action_shape)
-        self.logp_buf = self._zeros(steps, n)
-        self.values_buf = self._zeros(steps, n)
+        self.obs_np = np.zeros((steps, n, *self.obs_shape), dtype=np.float32)
+        self.actions_np = np.zeros((steps, n, *self.action_shape), dtype=np.float32)
+        self.logp_np = np.zeros((steps, n), dtype=np.float32)
+        self.values_np = np.zeros((steps, n), dtype=np.float32)
+        self.obs_buf = self._device_view(self.obs_np)
+        self.actions_buf = self._device_view(self.actions_np)
+        self.logp_buf = self._device_view(self.logp_np)
+        self.values_buf = self._device_view(self.values_np)
         self.rewards_np = np.zeros((steps, n), dtype=np.float32)
         self.raw_rewards_np = np.zeros((steps, n), dtype=np.float32)
         self.dones_np = np.zeros((steps, n), dtype=np.float32)
@@ -365,8 +374,15 @@ class PPOTrainer:
             self.checkpoints.refused.append(str(exc))
             return None
 
-    def _zeros(self, *shape: int) -> Tensor:
-        return torch.zeros(shape, dtype=torch.float32, device=self.device)
+    def _device_view(self, host: npt.NDArray[np.float32]) -> Tensor:
+        """The tensor the update reads: ``host`` itself on the CPU, a device copy otherwise."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(host)
+        return torch.zeros(host.shape, dtype=torch.float32, device=self.device)
+
+    def _to_device(self, host: npt.NDArray[Any]) -> Tensor:
+        tensor = torch.from_numpy(host)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
     # -----------------------------------------------------------------------------------------
     @property
@@ -455,16 +471,19 @@ class PPOTrainer:
     def _collect_rollout(self) -> Tensor:
         """Fill the buffers with stepsPerUpdate environment steps; returns V(next obs)."""
         gamma = self.config.ppo.gamma
+        agent = self.agent
+        obs: npt.NDArray[Any] = self.next_obs.cpu().numpy()
         for t in range(self.config.steps_per_env):
-            self.obs_buf[t] = self.next_obs
-            with torch.no_grad():
-                action, logp, value = self.agent.act(self.next_obs)
-            self.actions_buf[t] = action
-            self.logp_buf[t] = logp
-            self.values_buf[t] = value
-            env_action = action.cpu().numpy()
+            self.obs_np[t] = obs
+            with torch.inference_mode():
+                action, logp, value = agent.act(self._to_device(self.obs_np[t]))
+            action_np = action.cpu().numpy()
+            self.actions_np[t] = action_np
+            self.logp_np[t] = logp.cpu().numpy()
+            self.values_np[t] = value.cpu().numpy()
+            env_action = action_np
             if not self.discrete:
-                env_action = np.clip(env_action, self.action_low, self.action_high)
+                env_action = np.clip(action_np, self.action_low, self.action_high)
             obs, reward, terminated, truncated, info = self.envs.step(env_action)
             self.step += self.num_envs
             done = terminated | truncated
@@ -476,7 +495,7 @@ class PPOTrainer:
                 if len(cut):
                     final = np.stack([info["final_obs"][i] for i in cut])
                     with torch.no_grad():
-                        final_values = self.agent.value(
+                        final_values = agent.value(
                             torch.as_tensor(final, dtype=torch.float32, device=self.device)
                         )
                     scaled = scaled.copy()
@@ -484,17 +503,25 @@ class PPOTrainer:
             self.raw_rewards_np[t] = reward
             self.rewards_np[t] = scaled
             self.dones_np[t] = done
-            self.next_obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        self.next_obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if self.device.type != "cpu":
+            for host, device in (
+                (self.obs_np, self.obs_buf),
+                (self.actions_np, self.actions_buf),
+                (self.logp_np, self.logp_buf),
+                (self.values_np, self.values_buf),
+            ):
+                device.copy_(torch.from_numpy(host))
         with torch.no_grad():
-            return self.agent.value(self.next_obs)
+            return agent.value(self.next_obs)
 
     def _track_episodes(self, reward: npt.NDArray[Any], done: npt.NDArray[np.bool_]) -> None:
         self.episode_return += reward
         if done.any():
-            for i in np.flatnonzero(done):
-                self.returns.append(float(self.episode_return[i]))
-                self.return_end_steps.append(self.step)
-                self.episodes += 1
+            ended = self.episode_return[done].tolist()
+            self.returns.extend(ended)
+            self.return_end_steps.extend([self.step] * len(ended))
+            self.episodes += len(ended)
             self.episode_return[done] = 0.0
 
     def _update(self, advantages: Tensor, returns: Tensor, entropy_coef: float) -> dict[str, float]:
