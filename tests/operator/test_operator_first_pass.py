@@ -9,6 +9,7 @@ nothing foreign touched.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,13 +20,14 @@ from artisan_operator.api.training_run import TrainingRunSpec, TrainingRunStatus
 from artisan_operator.cluster.apply import apply_child
 from artisan_operator.cluster.client import ClusterClient
 from artisan_operator.handlers import model_pin, training_run
-from artisan_operator.handlers.reconcile import PassInput, reconcile_pass, utc_now
+from artisan_operator.handlers.reconcile import PassInput, pass_events, reconcile_pass, utc_now
 from artisan_operator.manifests.common import Owner
-from artisan_operator.policy.plan import EnsureChild
+from artisan_operator.policy.plan import EnsureChild, EventNote
 from artisan_operator.sandbox.server import RunningApi
 from artisan_operator.settings import Settings
 
 from .conftest import GROUP, NS, VERSION
+from .doc_tables import doc_table
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -91,13 +93,13 @@ def test_a_new_model_pin_is_created_with_no_read(
     # One read of the object itself (no watched body here), then only writes: 4 creates, 1 status.
     assert methods == ["GET", "POST", "POST", "POST", "POST", "PATCH"]
     assert owned(kube_client, owner.uid) == sorted(PIN_CHILDREN)
+    # One Event: the children created, and the phase they start.
     assert [(e.reason, e.message) for e in result.events] == [
         (
             "ChildCreated",
             "created ConfigMap pin-pin-config, Deployment pin-ensemble, Service pin-ensemble, "
-            "ConfigMap pin-routing",
-        ),
-        ("DeploymentCreated", "creating the ensemble Deployment"),
+            "ConfigMap pin-routing; DeploymentCreated: creating the ensemble Deployment",
+        )
     ]
     # The next pass observes (a status is written): the Canaries and the Deployment are read, and
     # nothing is created or changed twice.
@@ -127,7 +129,9 @@ def test_a_pass_interrupted_before_its_status_write_is_finished_from_a_full_obse
         ]
     )
     created = [e.message for e in result.events if e.reason == "ChildCreated"]
-    assert created == ["created Service obj-trainer-metrics, Job obj-trainer-0"]
+    assert created == [
+        "created Service obj-trainer-metrics, Job obj-trainer-0; JobCreated: creating the trainer Job"
+    ]
     status = kubernetes.client.CustomObjectsApi(kube_client).get_namespaced_custom_object(
         GROUP, VERSION, NS, "trainingruns", "obj"
     )["status"]
@@ -180,3 +184,25 @@ def test_a_pass_reuses_one_connection_for_all_its_requests(
     reconcile_pass(model_pin.RECONCILER, cluster, Settings(), namespace=NS, name="pin")
     pool = cluster.api_client.rest_client.pool_manager.connection_from_url(cluster.configuration.host)
     assert pool.num_connections == 1
+
+
+def notes(cell: str) -> list[EventNote]:
+    """``Reason "message"`` notes of a table cell (``(Warning)`` marks a Warning; ``-``: none)."""
+    return [
+        EventNote(reason, message, "Warning" if warning else "Normal")
+        for reason, message, warning in re.findall(r'(\w+) "([^"]*)"( \(Warning\))?', cell)
+    ]
+
+
+@pytest.mark.parametrize("row", doc_table(pass_events.__doc__, "applied"), ids=lambda row: row["decided"])
+def test_pass_events_follow_the_docstring_table(row: dict[str, str]) -> None:
+    assert pass_events(notes(row["applied"]), notes(row["decided"])) == notes(row["posted"])
+
+
+def test_only_the_first_normal_note_is_told_in_the_child_created_event() -> None:
+    warning = EventNote("RolledBack", "b", "Warning")
+    posted = pass_events(
+        [EventNote("ChildCreated", "created A")],
+        [warning, EventNote("JobCreated", "c"), EventNote("Other", "d")],
+    )
+    assert posted == [EventNote("ChildCreated", "created A; JobCreated: c"), warning, EventNote("Other", "d")]

@@ -138,12 +138,14 @@ def test_training_run_children_created_once_with_owner_and_status(
     assert labelled(kube_client, core_path("persistentvolumeclaims"), "tr") == ["tr-checkpoints"]
     for plural, name in TR_CHILDREN:
         assert raw(kube_client, core_path(plural, name))["metadata"]["resourceVersion"] == versions[name]  # type: ignore[index]
-    # One Event names every child the pass created (in the order they were applied).
+    # One Event names every child the pass created (in the order they were applied) and the phase
+    # they start; it is the pass's only Event.
     created = wait_for(lambda: events(kube_client, "tr", "ChildCreated"))
     assert [e["message"] for e in created] == [
         "created PersistentVolumeClaim tr-checkpoints, ConfigMap tr-trainer-config, "
-        "Service tr-trainer-metrics, Job tr-trainer-0"
+        "Service tr-trainer-metrics, Job tr-trainer-0; JobCreated: creating the trainer Job"
     ]
+    assert events(kube_client, "tr", "JobCreated") == []
 
 
 def test_training_run_status_follows_the_job_and_pod(

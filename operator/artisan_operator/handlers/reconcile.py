@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -40,7 +40,7 @@ from artisan_operator.policy.conditions import (
     describe_validation_error,
     parse_conditions,
 )
-from artisan_operator.policy.plan import EventNote, Plan
+from artisan_operator.policy.plan import CHILD_CREATED, EventNote, Plan
 from artisan_operator.settings import Settings
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
@@ -154,6 +154,7 @@ def reconcile_pass(
     raw_status = body.get("status") if isinstance(body.get("status"), dict) else {}
     previous = parse_previous_status(reconciler.status_model, raw_status)
     result = PassResult(owner=owner)
+    applied: list[EventNote] = []
     try:
         spec = reconciler.spec_model.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -189,11 +190,11 @@ def reconcile_pass(
             plan = reconciler.decide(replace(given, blind=False))
             created = [o for o in outcomes if o.action == "created"]
             outcomes = created + apply_plan(cluster, plan.children, owner.uid)
-        result.events.extend(outcome_events(outcomes))
+        applied = outcome_events(outcomes)
         conflicts = [o.message for o in outcomes if o.action == "conflict"]
         if conflicts:
             plan = decide_child_conflicts(plan, conflicts, generation=owner.generation, now=now)
-    result.events.extend(plan.events)
+    result.events = pass_events(applied, plan.events)
     result.requeue_after = plan.requeue_after
     desired = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     patch = status_patch(raw_status or {}, desired)
@@ -201,6 +202,30 @@ def reconcile_pass(
         patch_status(cluster, reconciler.plural, owner.namespace, owner.name, patch)
         result.status_written = True
     return result
+
+
+def pass_events(applied: Sequence[EventNote], decided: Sequence[EventNote]) -> list[EventNote]:
+    """A pass's Events: what it did to the children (``applied``), then what the decision said.
+
+    The pass that creates children is mostly the one whose phase changes because of them (a new
+    object: ``JobCreated``, ``DeploymentCreated``), so the first Normal note of the decision is told
+    in the ``ChildCreated`` Event rather than in one of its own: one API write instead of two, and
+    ``kubectl describe`` still shows both (the phase's reason is in the status conditions too).
+    Warnings always get their own Event. (Notes: ``Reason "message"``, Normal unless marked.)
+
+    | applied          | decided                 | posted                                    |
+    |------------------|-------------------------|-------------------------------------------|
+    | ChildCreated "a" | JobCreated "b"          | ChildCreated "a; JobCreated: b"           |
+    | ChildCreated "a" | JobFailed "b" (Warning) | ChildCreated "a", JobFailed "b" (Warning) |
+    | ChildUpdated "a" | RollingOut "b"          | ChildUpdated "a", RollingOut "b"          |
+    | -                | Running "b"             | Running "b"                               |
+    """
+    created = next((n for n in applied if n.reason == CHILD_CREATED), None)
+    told = next((n for n in decided if n.type == "Normal"), None)
+    if created is None or told is None:
+        return [*applied, *decided]
+    merged = EventNote(CHILD_CREATED, f"{created.message}; {told.reason}: {told.message}")
+    return [merged if n is created else n for n in applied] + [n for n in decided if n is not told]
 
 
 def event_reference(owner: Owner, api_version: str) -> dict[str, Any]:
