@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -52,6 +53,11 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
             max_backoff=context.settings.resync_interval_seconds,
         )
         context.work.start()
+    # The start-up heap (modules, the API client's models, schemas: ~200k objects) lives as long
+    # as the process: frozen, full collections stop traversing it. Each one paused the operator for
+    # ~0.3 s (~0.08 s once frozen) under a burst of new objects (bench/operator_reconcile.py).
+    gc.collect()
+    gc.freeze()
 
 
 async def operator_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
