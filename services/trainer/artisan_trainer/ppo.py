@@ -6,10 +6,11 @@ in :mod:`.normalization`, checkpoints in :mod:`.checkpoints` and the rollback de
 
 Speed notes: torch runs single-threaded by default (tiny MLPs lose to threading overhead), rollout
 buffers are preallocated, log-probabilities and entropies are computed directly from logits (no
-distribution objects), and the actor and critic are evaluated once per step. At batch size 1 the
-cost is per-operation overhead, not arithmetic, so the rollout loop works on numpy views of the
-buffers (a numpy copy costs a fraction of a torch one), acts under ``torch.inference_mode`` and
-keeps the number of tensor operations per step small.
+distribution objects), and the actor and critic are evaluated once per step. At a batch of a few
+envs the cost is per-operation dispatch, not arithmetic, so the rollout loop writes numpy arrays
+that the update reads as tensors without a copy, and on the CPU it acts in numpy
+(:class:`HostActor`, noise still from torch's generator); on an accelerator it acts with torch
+under ``inference_mode``. The update shuffles once per epoch and slices its minibatches.
 """
 
 from __future__ import annotations
