@@ -158,10 +158,15 @@ async def test_variant_statistics_from_gateway_counters(exporter: tuple[str, Col
 
 
 def test_builtin_queries_render_and_selectors_parse() -> None:
-    query = render_query(BUILTIN_PROMQL["latencyP95"], {"namespace": "prod", "window": "1m"})
+    query = render_query(
+        BUILTIN_PROMQL["latencyP95"], {"namespace": "prod", "modelpin": "pin", "window": "1m"}
+    )
     assert 'namespace="prod"' in query
+    assert 'modelpin="pin"' in query  # two ModelPins rolling out in one namespace are measured apart
     assert "[1m]" in query
-    assert "{{" not in render_query(BUILTIN_PROMQL["errorRate"], {"namespace": "prod", "window": "30s"})
+    assert "{{" not in render_query(
+        BUILTIN_PROMQL["errorRate"], {"namespace": "prod", "modelpin": "pin", "window": "30s"}
+    )
     assert parse_selector('up{job="x", pod="p"}') == ("up", {"job": "x", "pod": "p"})
 
 
@@ -245,7 +250,9 @@ def test_counter_increase_table(
 
 
 def test_builtin_error_rate_query_counts_zero_errors_when_no_5xx_series_exists() -> None:
-    query = render_query(BUILTIN_PROMQL["errorRate"], {"namespace": "prod", "window": "30s"})
+    query = render_query(
+        BUILTIN_PROMQL["errorRate"], {"namespace": "prod", "modelpin": "pin", "window": "30s"}
+    )
     assert "or vector(0)" in query
     assert 'track="canary"' in query
     assert 'route=~"/v1/.+"' in query

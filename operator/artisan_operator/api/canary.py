@@ -31,7 +31,8 @@ ANALYSIS_FAILED = "AnalysisFailed"
 
 class PrometheusProvider(ApiModel):
     query: str = Field(min_length=1, max_length=8192)
-    """PromQL instant query; {{canary}}, {{stable}} and {{namespace}} are substituted."""
+    """PromQL instant query; {{canary}}, {{stable}}, {{namespace}}, {{modelpin}} and {{window}}
+    are substituted."""
     address: str | None = Field(default=None, pattern=r"^https?://")
     """Prometheus URL; the operator's configured Prometheus when unset."""
 

@@ -377,6 +377,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
         targets = await cluster.run(pod_metrics_urls, cluster, namespace, canary_selector(pin), HTTP_PORT)
         substitutions = {
             "namespace": namespace,
+            "modelpin": pin,
             "canary": observation.desired_revision or "",
             "stable": observation.stable_revision or "",
         }

@@ -52,26 +52,27 @@ from artisan_operator.policy.statistics import SufficientStats
 VectorResult = dict[str, float] | str
 """Label value → value, or an error message."""
 
+_CANARY_FLEET = 'namespace="{{namespace}}",modelpin="{{modelpin}}",track="canary"'
+"""The target's canary pods, by the labels the chart's PodMonitor copies from them."""
+
 BUILTIN_PROMQL: dict[str, str] = {
     # A healthy canary has no 5xx series at all: "or vector(0)" makes that 0 errors, while no
     # traffic (an empty or zero denominator) stays empty/NaN, i.e. Inconclusive.
     "errorRate": (
-        '(sum(increase(artisan_http_requests_total{namespace="{{namespace}}",track="canary",'
-        'route=~"/v1/.+",status=~"5.."}[{{window}}])) or vector(0)) / '
-        'sum(increase(artisan_http_requests_total{namespace="{{namespace}}",track="canary",'
-        'route=~"/v1/.+"}[{{window}}]))'
+        "(sum(increase(artisan_http_requests_total{" + _CANARY_FLEET + ',route=~"/v1/.+",status=~"5.."}'
+        "[{{window}}])) or vector(0)) / "
+        "sum(increase(artisan_http_requests_total{" + _CANARY_FLEET + ',route=~"/v1/.+"}[{{window}}]))'
     ),
     "latencyP95": (
         "histogram_quantile(0.95, sum by (le) (rate(artisan_http_request_duration_seconds_bucket"
-        '{namespace="{{namespace}}",track="canary"}[{{window}}])))'
+        "{" + _CANARY_FLEET + "}[{{window}}])))"
     ),
     "latencyMean": (
-        'sum(rate(artisan_http_request_duration_seconds_sum{namespace="{{namespace}}",track="canary"}'
-        '[{{window}}])) / sum(rate(artisan_http_request_duration_seconds_count{namespace="{{namespace}}",'
-        'track="canary"}[{{window}}]))'
+        "sum(rate(artisan_http_request_duration_seconds_sum{" + _CANARY_FLEET + "}[{{window}}])) / "
+        "sum(rate(artisan_http_request_duration_seconds_count{" + _CANARY_FLEET + "}[{{window}}]))"
     ),
     "ifraViolationRate": (
-        'sum(increase(ifra_violations_total{namespace="{{namespace}}",track="canary"}[{{window}}])) / '
+        "sum(increase(ifra_violations_total{" + _CANARY_FLEET + "}[{{window}}])) / "
         'sum(increase(artisan_gateway_routed_total{track="canary"}[{{window}}]))'
     ),
     "meanRating": (
@@ -79,7 +80,9 @@ BUILTIN_PROMQL: dict[str, str] = {
         'sum(artisan_variant_observations_total{variant="canary",metric="rating"})'
     ),
 }
-"""PromQL of each builtin Canary metric; {{namespace}} and {{window}} are substituted."""
+"""PromQL of each builtin Canary metric; {{namespace}}, {{modelpin}} (the target) and {{window}} are
+substituted. The ensemble series carry ``modelpin`` and ``track`` from the chart's PodMonitor, so two
+ModelPins rolling out in one namespace are measured apart."""
 
 
 def render_query(template: str, substitutions: Mapping[str, str]) -> str:

@@ -170,9 +170,10 @@ class PodPrometheus(PrometheusServer):
             if port is None or not pod.ready:
                 continue
             labels = {"namespace": pod.namespace, "pod": pod.name}
-            track = pod.labels.get("artisan.dev/track")
-            if track:
-                labels["track"] = track
+            # The labels the chart's PodMonitor copies from the pod (the builtin queries match on them).
+            for label in ("track", "modelpin"):
+                if value := pod.labels.get(f"artisan.dev/{label}"):
+                    labels[label] = value
             for service, selector in services.items():
                 if selector and all(pod.labels.get(k) == v for k, v in selector.items()):
                     labels["service"] = service
