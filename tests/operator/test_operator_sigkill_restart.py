@@ -113,7 +113,12 @@ def test_sigkilled_operator_restarts_without_repeating_or_missing_an_action(
     owned = children_by_owner(kube_client)
     for uid, kind in uids.items():
         assert owned[uid] == EXPECTED[kind], (kind, uid, owned[uid])
-    # Every object's status was written by the last operator (nothing half-done left behind).
+    # Every object's status gets written by the last operator (its pass writes status after the
+    # children, so wait for it): nothing half-done is left behind.
     for kind in EXPECTED:
-        listed = custom.list_namespaced_custom_object(GROUP, VERSION, NS, f"{kind.lower()}s")["items"]
-        assert all((o.get("status") or {}).get("observedGeneration") == 1 for o in listed), kind
+
+        def written(plural: str = f"{kind.lower()}s") -> bool:
+            listed = custom.list_namespaced_custom_object(GROUP, VERSION, NS, plural)["items"]
+            return all((o.get("status") or {}).get("observedGeneration") == 1 for o in listed)
+
+        wait_for(written, timeout=30, message=f"every {kind} status written")

@@ -193,22 +193,10 @@ def _router(routing: Manifest) -> str:
 
 def observe_model_pin(cluster: ClusterClient, namespace: str, name: str) -> ModelPinObservation:
     routers = canary_routers(cluster, namespace, name)
-    guarded, replica_routed = bool(routers), "replicas" in routers
-    try:
-        raw = decode(
-            cluster.apps.read_namespaced_deployment(
-                ensemble_deployment_name(name),
-                namespace,
-                _preload_content=False,
-                _request_timeout=cluster.request_timeout,
-            )
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return ModelPinObservation(canary_guarded=guarded, replica_routed=replica_routed)
-        raise
     return ModelPinObservation(
-        deployment=deployment_observation(raw), canary_guarded=guarded, replica_routed=replica_routed
+        deployment=read_stable_fleet(cluster, namespace, name),
+        canary_guarded=bool(routers),
+        replica_routed="replicas" in routers,
     )
 
 
