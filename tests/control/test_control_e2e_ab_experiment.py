@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from artisan_common.routing import EXPERIMENT_KEY
+from artisan_common.routing import EXPERIMENT_KEY, compose
+from artisan_ensemble.gateway.decide import decide_route
 from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
 from artisan_operator.sandbox.testing import wait_for
 
@@ -157,3 +158,75 @@ def test_without_the_assignment_counter_srm_falls_back_to_primary_counts_and_say
     assert status["srmPValue"] < 0.001
     assert "primary-metric counts" in status["message"]
     assert "no artisan_variant_assignments_total" in status["message"]
+
+
+def finished_passes(control: Control, kind: str) -> float:
+    """Passes the current operator finished (not errors): a restarted one counts from zero."""
+    total = control.contexts[-1].metrics.reconcile_total
+    return float(
+        sum(total.labels(kind=kind, result=result)._value.get() for result in ("success", "requeue"))
+    )
+
+
+def test_operator_restarts_before_and_after_the_conclusion_and_the_winner_is_found_once(
+    ab_control: Control, exporter: ControlledExporter
+) -> None:
+    name = "abx-restart"
+    rng = np.random.default_rng(7)
+    control_values, treatment_values = rng.normal(3.5, 1.0, 400).clip(0), rng.normal(3.9, 1.0, 400).clip(0)
+    # Samples accumulate, fewer than minSamplesPerVariant yet: still Running when the operator dies.
+    plant(exporter, name, "control", control_values[:60])
+    plant(exporter, name, "treatment", treatment_values[:60])
+    assign(exporter, name, "control", 150)
+    assign(exporter, name, "treatment", 150)
+    stable_pin(ab_control, "pin")
+    ab_control.create(ab_experiment(name, promote=True))
+    running = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
+            and [v.get("n") for v in s["variants"]] == [60, 60]
+            and s
+        ),
+        timeout=30,
+        message="60 samples per variant analysed",
+    )
+    assert running["phase"] == "Running"
+    assert "collecting samples: 60 of 100" in running["message"]
+    entry = routed_entry(ab_control)
+    assert entry is not None
+    assert entry.get("promoted") is None
+    before = ab_control.get("abexperiments", name)
+    ab_control.restart()
+
+    # The rest of the samples arrive while the fresh operator runs: it concludes, once.
+    plant(exporter, name, "control", control_values)
+    plant(exporter, name, "treatment", treatment_values)
+    assign(exporter, name, "control", 1010)
+    assign(exporter, name, "treatment", 990)
+    concluded = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("phase") == "Concluded" and s
+        ),
+        timeout=30,
+        message="concluded",
+    )
+    assert concluded["winner"] == "treatment"
+    assert concluded["startTime"] == running["startTime"]  # the same experiment, not a new one
+    assert len(ab_control.posted_events(name, "WinnerFound")) == 1
+    found = condition({"status": concluded}, "WinnerFound")
+    assert found is not None
+    assert found["status"] == "True"
+
+    ab_control.restart()  # and once more, after the conclusion
+    wait_for(lambda: finished_passes(ab_control, "ABExperiment") >= 2, timeout=15, message="two passes")
+    after = ab_control.get("abexperiments", name)
+    assert after["status"] == concluded  # nothing re-concluded or rewritten (same winner, same times)
+    assert len(ab_control.events(name, "WinnerFound")) == 1
+    # The operator never writes spec: the promotion lives in the routing table only.
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    entry = routed_entry(ab_control)
+    assert entry is not None
+    assert (entry["experiment"], entry["promoted"]) == (name, "treatment")
+    table = compose(ab_control.routing("pin"))
+    assert {decide_route(table, f"user-{i}", None).variant for i in range(200)} == {"treatment"}

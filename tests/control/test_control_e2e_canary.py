@@ -233,3 +233,95 @@ def test_operator_restarts_mid_canary_resume_without_repeating_or_skipping(
         assert len(sets) <= 1, (weight, sets)
     assert len(control.posted_events("cny", "Promoted")) == 1
     assert len(control.events("cny", "RolloutStarted")) <= 1  # an Event may be lost in a kill, never doubled
+
+
+def labelled(control: Control, path: str, selector: str) -> list[str]:
+    """Names of the objects under ``path`` (e.g. ``/apis/apps/v1/namespaces/default/deployments``)
+    that carry the label ``selector`` (``key=value``)."""
+    listed = control.raw(f"{path}?labelSelector={selector}") or {"items": []}
+    return sorted(item["metadata"]["name"] for item in listed["items"])
+
+
+def test_operator_restart_during_the_abort_scale_down_delay_neither_repeats_nor_restarts_the_abort(
+    control: Control, exporter: ControlledExporter
+) -> None:
+    """Killed while the aborted canary fleet waits out abortScaleDownDelaySeconds: the fresh operator
+    keeps the abort (one Aborted Event, the same abortedAt, weight 0, no new measurement) and scales
+    the fleet down when the delay counted from the abort ends, not one delay after the restart."""
+    exporter.set("e2e_error_rate", 0.01, test="restart-abort")
+    old = stable_pin(control, "pin")
+    query = 'e2e_error_rate{test="restart-abort"}'
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 30},
+        {"analysis": {"metrics": [gauge_metric(query, count=30)]}},
+        {"setWeight": 100},
+    ]
+    delay = 5.0
+    control.create(canary("cny", "pin", steps, abortScaleDownDelaySeconds=int(delay)))
+    new_revision(control, "pin")
+    wait_for(lambda: control.canary_weight("pin") == 30, timeout=15, message="first step")
+    wait_for(
+        lambda: any(m["successful"] >= 1 for m in control.get("canaries", "cny")["status"]["metrics"]),
+        timeout=10,
+        message="a passing measurement",
+    )
+
+    exporter.set("e2e_error_rate", 0.5, test="restart-abort")
+    wait_for(lambda: control.canary_weight("pin") == 0, timeout=10, message="weight 0")
+    zeroed = time.monotonic()
+    before = wait_for(
+        lambda: (s := control.get("canaries", "cny")["status"])["phase"] == "Degraded" and s,
+        timeout=10,
+        message="Degraded",
+    )
+    # Every Event of the pass is out before the kill, so each count below must stay exactly 1.
+    control.posted_events("cny", "Aborted")
+    control.posted_events("cny", "WeightSet")
+    control.posted_events("cny", "RolloutStarted")
+    # Mid-delay: the canary fleet still runs (only its weight is 0).
+    wait_for(lambda: time.monotonic() - zeroed >= delay / 2, timeout=delay, message="mid-delay")
+    canary_fleet = control.deployment("pin-ensemble-canary")
+    assert canary_fleet is not None
+    assert canary_fleet["spec"]["replicas"] >= 1
+    control.restart()
+
+    weights = watch_weights(
+        control,
+        "pin",
+        lambda: control.deployment("pin-ensemble-canary")["spec"]["replicas"] == 0,  # type: ignore[index]
+        timeout=15,
+    )
+    scaled_down = time.monotonic() - zeroed
+    assert weights == [0], weights  # the restarted operator never routed traffic to the canary again
+    # The delay runs from the recorded abortedAt: a delay restarted at the kill would end after
+    # delay / 2 + delay. (abortedAt precedes the weight-0 read, so at most a pass earlier than `delay`.)
+    assert delay - 1.0 <= scaled_down < delay * 1.5 - 0.5, scaled_down
+
+    # Two more passes of the fresh operator before judging what it did.
+    total = control.contexts[-1].metrics.reconcile_total  # the fresh operator's: counted from zero
+    wait_for(
+        lambda: sum(total.labels(kind="Canary", result=r)._value.get() for r in ("success", "requeue")) >= 2,
+        timeout=10,
+        message="two passes after the restart",
+    )
+    after = control.get("canaries", "cny")["status"]
+    assert after["phase"] == "Degraded"
+    assert (after["abortedAt"], after["abortReason"]) == (before["abortedAt"], before["abortReason"])
+    assert after["metrics"] == before["metrics"]  # no measurement after the abort, none repeated
+    assert condition({"status": after}, "Aborted")["status"] == "True"  # type: ignore[index]
+    assert control.canary_weight("pin") == 0
+    pin = control.get("modelpins", "pin")["status"]
+    assert pin["stable"]["revision"] == old
+    assert pin.get("history", []) == []  # nothing was promoted
+    for reason in ("Aborted", "WeightSet", "RolloutStarted"):
+        assert len(control.events("cny", reason)) == 1, (reason, control.events("cny", reason))
+    # One canary fleet: the restart re-ensured the children, it did not duplicate them.
+    selector = "artisan.dev%2Fcanary%3Dcny"
+    assert labelled(control, f"/apis/apps/v1/namespaces/{NS}/deployments", selector) == [
+        "pin-ensemble-canary"
+    ]
+    assert labelled(control, f"/api/v1/namespaces/{NS}/configmaps", selector) == ["pin-canary-pin-config"]
+    assert labelled(control, f"/api/v1/namespaces/{NS}/services", selector) == ["pin-ensemble-canary"]
+    stable = control.deployment("pin-ensemble")
+    assert stable is not None
+    assert stable["metadata"]["labels"]["artisan.dev/revision"] == old

@@ -101,3 +101,101 @@ def test_model_outage_downshifts_the_fleet_and_it_recovers(
     assert recovered is not None
     assert (recovered["status"], recovered["reason"]) == ("False", "Recovered")
     assert len(control.posted_events("pin", "Recovered")) == 1
+
+
+def fleet_passes(control: Control) -> float:
+    """Fleet passes the current operator finished (a restarted one counts from zero)."""
+    total = control.contexts[-1].metrics.reconcile_total
+    return float(
+        sum(total.labels(kind="ModelPinFleet", result=r)._value.get() for r in ("success", "requeue"))
+    )
+
+
+def test_operator_restarts_while_downshifted_and_during_the_hold_and_acts_once_each_way(
+    control_factory: Callable[..., Control], prometheus: PrometheusServer, exporter: ControlledExporter
+) -> None:
+    """Killed while the fleet is downshifted, the fresh operator keeps the downshift (same record, no
+    second Downshifted Event); killed again in the hold after the model recovers, it upshifts once,
+    when holdSeconds counted from the recorded healthySince end."""
+    for model in ("qwen", "llama"):
+        report(exporter, model, healthy=True)
+    prometheus.wait_for_sample(
+        f'model_health_status{{namespace="{NS}",role="creative",pod="{PODS[1]}"}}', expect=1
+    )
+    control = control_factory(prometheus.url, fleet_interval_seconds=0.5)
+    creative = {"name": "llama", "source": "/models/llama", "revision": "3.1.1"}
+    hold = 3.0
+    stable_pin(
+        control,
+        "pin",
+        models={
+            "primary": {"name": "qwen", "source": "/models/qwen", "revision": "2.5.1"},
+            "creative": creative,
+        },
+        downshift={"unhealthyForSeconds": 1, "holdSeconds": int(hold)},
+    )
+    wait_for(
+        lambda: len(control.get("modelpins", "pin").get("status", {}).get("modelHealth") or []) == 2,
+        timeout=15,
+        message="model health in status",
+    )
+    assert ceiling(control) == "creative"
+
+    report(exporter, "llama", healthy=False)
+    down = wait_for(
+        lambda: (s := control.get("modelpins", "pin")["status"]).get("modeCeiling") == "balanced" and s,
+        timeout=20,
+        message="downshift recorded",
+    )
+    record = down["downshift"]
+    assert (record["mode"], record["reason"]) == ("balanced", "ModelUnhealthy")
+    control.posted_events("pin", "Downshifted")  # out before the kill: the count must stay 1
+    control.restart()
+
+    def ceilings_until(until: Callable[[], object], timeout: float) -> list[str]:
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not until():
+            if not seen or seen[-1] != ceiling(control):
+                seen.append(ceiling(control))
+            assert time.monotonic() < deadline, f"timed out; ceilings seen {seen}"
+            time.sleep(0.05)
+        return seen
+
+    # Still down after the restart: the fresh operator keeps the record it finds, through several passes.
+    assert ceilings_until(lambda: fleet_passes(control) >= 3, timeout=15) == ["balanced"]
+    kept = control.get("modelpins", "pin")["status"]
+    assert kept["downshift"] == record
+    assert condition({"status": kept}, "Downshifted")["status"] == "True"  # type: ignore[index]
+    assert len(control.events("pin", "Downshifted")) == 1
+
+    report(exporter, "llama", healthy=True)
+    holding = wait_for(
+        lambda: (s := control.get("modelpins", "pin")["status"]["downshift"]).get("healthySince") and s,
+        timeout=10,
+        message="the hold started",
+    )
+    held = time.monotonic()
+    assert ceilings_until(lambda: time.monotonic() - held >= hold / 2, timeout=hold) == ["balanced"]
+    control.restart()  # in the middle of holdSeconds
+    seen = ceilings_until(lambda: ceiling(control) == "creative", timeout=hold + 10)
+    upshifted = time.monotonic() - held
+    assert seen in ([], ["balanced"]), seen
+    # The hold runs from the recorded healthySince: a hold restarted by the kill would end 1.5 holds
+    # after it began.
+    assert hold - 0.5 <= upshifted < hold * 1.5 - 0.5, upshifted
+    restored = wait_for(
+        lambda: (s := control.get("modelpins", "pin")["status"]).get("modeCeiling") == "creative" and s,
+        timeout=10,
+    )
+    assert restored.get("downshift") is None
+    assert holding["since"] == record["since"]
+    recovered = condition({"status": restored}, "Downshifted")
+    assert recovered is not None
+    assert (recovered["status"], recovered["reason"]) == ("False", "Recovered")
+    assert len(control.posted_events("pin", "Recovered")) == 1
+    passes = fleet_passes(control)
+    wait_for(lambda: fleet_passes(control) >= passes + 3, timeout=10, message="three more passes")
+    assert ceiling(control) == "creative"
+    assert len(control.events("pin", "Recovered")) == 1
+    assert len(control.events("pin", "Downshifted")) == 1
