@@ -4,16 +4,21 @@ For each operator, on a fresh emulated API (``artisan_operator.sandbox``):
 
 1. latency: create N TrainingRuns and N ModelPins; per object, the time from the object's
    creation to the creation of its last child, measured inside the API server (p50, p99),
-   and throughput (objects fully reconciled per second);
-2. memory: the operator's peak RSS (VmHWM of its own process) after that, and again on a
-   fresh API with M objects in total.
+   and throughput (objects fully reconciled per second). Once per API write latency: 0 ms (the
+   emulator answers as fast as its CPU allows: on a small machine the operators, the API and
+   the client creating the objects share the cores, so this measures CPU per object), and 5 ms
+   (each write waits like an API server's etcd commit: this measures what a cluster would show,
+   round trips included);
+2. memory: the operator's peak RSS (VmHWM of its own process) after the first latency run, and
+   again on a fresh API with M objects in total.
 
 The operators run in their own processes (``--serve``) so their RSS is theirs alone; the API
 runs in this process. The floor creates one ConfigMap per object; Artisan creates the real
 children (TrainingRun: Job, PVC, ConfigMap, Service; ModelPin: Deployment, Service, routing
 ConfigMap). Targets: Artisan's p50 within 1.5x of the floor's; RSS under 200 MB with 1000 objects.
 
-    .venv/bin/python bench/operator_reconcile.py [--objects 200] [--memory-objects 1000]
+    .venv/bin/python bench/operator_reconcile.py [--objects 200] [--memory-objects 1000] \
+        [--api-write-latency-ms 0 5]
 
 Prints a table and writes bench/results/operator_reconcile-<timestamp>.json.
 """
@@ -62,6 +67,7 @@ PLURALS = {"TrainingRun": "trainingruns", "ModelPin": "modelpins"}
 @dataclass
 class SideResult:
     operator: str
+    api_write_latency_ms: float
     objects: int
     reconciled: int
     p50_ms: float
@@ -165,12 +171,14 @@ def stop_operator(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def run_side(which: str, count: int, timeout: float) -> tuple[list[float], float, float, int, float]:
+def run_side(
+    which: str, count: int, timeout: float, write_latency_ms: float = 0.0
+) -> tuple[list[float], float, float, int, float]:
     """(latencies, throughput, peak RSS MB, reconciled, API requests per object) for count
     TrainingRuns + count ModelPins."""
     clock = ChildClock(CHILDREN[which])
     bodies = sample_bodies()
-    emulator = CountingEmulator(request_log_limit=100)
+    emulator = CountingEmulator(request_log_limit=100, write_latency_seconds=write_latency_ms / 1000)
     with EmulatorThread(emulator) as api, api.api_client() as client:
         api.emulator.store.subscribe(clock)
         custom = kubernetes.client.CustomObjectsApi(client)
@@ -216,6 +224,13 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds per run to reconcile everything"
     )
+    parser.add_argument(
+        "--api-write-latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 5.0],
+        help="how long each write waits in the API (one latency run per value)",
+    )
     parser.add_argument("--only", choices=["artisan", "floor"], help="run one side only")
     parser.add_argument("--serve", choices=["artisan", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", type=Path, help=argparse.SUPPRESS)
@@ -227,32 +242,46 @@ def main() -> int:
 
     console = Console(width=max(Console().width, 120))
     results: list[SideResult] = []
-    for which in ("floor", "artisan"):
-        if args.only and which != args.only:
-            continue
-        console.print(f"[bold]{which}[/bold]: {args.objects} TrainingRuns + {args.objects} ModelPins")
-        latencies, throughput, rss, reconciled, per_object = run_side(which, args.objects, args.timeout)
-        console.print(f"[bold]{which}[/bold]: {args.memory_objects} objects for the memory run")
-        _, _, memory_rss, memory_reconciled, _ = run_side(which, args.memory_objects // 2, args.timeout)
-        results.append(
-            SideResult(
-                operator=which,
-                objects=2 * args.objects,
-                reconciled=reconciled,
-                p50_ms=1000 * percentile(latencies, 0.50),
-                p99_ms=1000 * percentile(latencies, 0.99),
-                throughput_per_s=throughput,
-                peak_rss_mb=rss,
-                memory_objects=2 * (args.memory_objects // 2),
-                memory_reconciled=memory_reconciled,
-                peak_rss_mb_at_memory_objects=memory_rss,
-                api_requests_per_object=per_object,
+    memory: dict[str, tuple[float, int]] = {}
+    for latency in args.api_write_latency_ms:
+        for which in ("floor", "artisan"):
+            if args.only and which != args.only:
+                continue
+            console.print(
+                f"[bold]{which}[/bold]: {args.objects} TrainingRuns + {args.objects} ModelPins, "
+                f"API writes +{latency:g} ms"
             )
-        )
+            latencies, throughput, rss, reconciled, per_object = run_side(
+                which, args.objects, args.timeout, latency
+            )
+            if which not in memory:
+                console.print(f"[bold]{which}[/bold]: {args.memory_objects} objects for the memory run")
+                _, _, memory_rss, memory_reconciled, _ = run_side(
+                    which, args.memory_objects // 2, args.timeout
+                )
+                memory[which] = (memory_rss, memory_reconciled)
+            memory_rss, memory_reconciled = memory[which]
+            results.append(
+                SideResult(
+                    operator=which,
+                    api_write_latency_ms=latency,
+                    objects=2 * args.objects,
+                    reconciled=reconciled,
+                    p50_ms=1000 * percentile(latencies, 0.50),
+                    p99_ms=1000 * percentile(latencies, 0.99),
+                    throughput_per_s=throughput,
+                    peak_rss_mb=rss,
+                    memory_objects=2 * (args.memory_objects // 2),
+                    memory_reconciled=memory_reconciled,
+                    peak_rss_mb_at_memory_objects=memory_rss,
+                    api_requests_per_object=per_object,
+                )
+            )
 
     table = Table(title="Operator reconcile: create -> children created (inside the API server)")
     for column in (
         "operator",
+        "API write +ms",
         "reconciled",
         "p50 ms",
         "p99 ms",
@@ -265,6 +294,7 @@ def main() -> int:
     for result in results:
         table.add_row(
             result.operator,
+            f"{result.api_write_latency_ms:g}",
             f"{result.reconciled}/{result.objects}",
             f"{result.p50_ms:.0f}",
             f"{result.p99_ms:.0f}",
@@ -275,18 +305,20 @@ def main() -> int:
             f"{result.api_requests_per_object:.1f}",
         )
     console.print(table)
-    by_name = {result.operator: result for result in results}
-    summary: dict[str, Any] = {}
-    if {"artisan", "floor"} <= set(by_name):
-        ratio = by_name["artisan"].p50_ms / by_name["floor"].p50_ms
-        summary["p50_ratio_vs_floor"] = ratio
-        console.print(f"Artisan p50 / floor p50 = {ratio:.2f} (target <= 1.5)")
-    if "artisan" in by_name:
-        rss = by_name["artisan"].peak_rss_mb_at_memory_objects
+    summary: dict[str, Any] = {"p50_ratio_vs_floor": {}}
+    for latency in args.api_write_latency_ms:
+        by_name = {r.operator: r for r in results if r.api_write_latency_ms == latency}
+        if {"artisan", "floor"} <= set(by_name):
+            ratio = by_name["artisan"].p50_ms / by_name["floor"].p50_ms
+            summary["p50_ratio_vs_floor"][f"{latency:g}ms"] = ratio
+            console.print(
+                f"API writes +{latency:g} ms: Artisan p50 / floor p50 = {ratio:.2f} (target <= 1.5)"
+            )
+    artisan = next((r for r in results if r.operator == "artisan"), None)
+    if artisan is not None:
+        rss = artisan.peak_rss_mb_at_memory_objects
         summary["artisan_rss_mb_at_memory_objects"] = rss
-        console.print(
-            f"Artisan peak RSS with {by_name['artisan'].memory_objects} objects = {rss:.0f} MB (target < 200)"
-        )
+        console.print(f"Artisan peak RSS with {artisan.memory_objects} objects = {rss:.0f} MB (target < 200)")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"operator_reconcile-{time.strftime('%Y%m%dT%H%M%S')}.json"

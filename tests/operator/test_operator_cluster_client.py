@@ -42,7 +42,7 @@ def test_a_token_kubeconfig_keeps_its_credentials_with_a_throttled_refresh(tmp_p
     )
     configuration = load_configuration(Settings(kubeconfig=kubeconfig, api_threads=3))
     assert configuration.host == "http://127.0.0.1:1"
-    assert configuration.connection_pool_maxsize == 3
+    assert configuration.connection_pool_maxsize == 6  # passes + the children they apply at once
     assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer secret-token"
     # Every request asks for the key; the kubeconfig is re-applied (the token reset) at most once
     # per period, not on each request.

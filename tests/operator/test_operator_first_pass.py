@@ -130,7 +130,8 @@ def test_a_pass_interrupted_before_its_status_write_is_finished_from_a_full_obse
     )
     created = [e.message for e in result.events if e.reason == "ChildCreated"]
     assert created == [
-        "created Service obj-trainer-metrics, Job obj-trainer-0; JobCreated: creating the trainer Job"
+        # The first pass creates every child at once: the Job is there when the pass decides again.
+        "created Service obj-trainer-metrics, Job obj-trainer-0; PodPending: Job obj-trainer-0 has no pod yet"
     ]
     status = kubernetes.client.CustomObjectsApi(kube_client).get_namespaced_custom_object(
         GROUP, VERSION, NS, "trainingruns", "obj"
@@ -172,7 +173,7 @@ def first_pass_children(cluster: ClusterClient, owner: Owner) -> list[EnsureChil
     return list(training_run.RECONCILER.decide(given).children)
 
 
-def test_a_pass_reuses_one_connection_for_all_its_requests(
+def test_passes_reuse_their_connections(
     kube_client: kubernetes.client.ApiClient, cluster: ClusterClient
 ) -> None:
     # A create or status write whose response is never read keeps its connection from the pool:
@@ -182,8 +183,10 @@ def test_a_pass_reuses_one_connection_for_all_its_requests(
     reconcile_pass(model_pin.RECONCILER, cluster, Settings(), namespace=NS, name="pin")
     reconcile_pass(training_run.RECONCILER, cluster, Settings(), namespace=NS, name="obj")
     reconcile_pass(model_pin.RECONCILER, cluster, Settings(), namespace=NS, name="pin")
+    # At most one connection per request in flight at once: a new ModelPin's four children are
+    # created at once; every later request reuses those connections.
     pool = cluster.api_client.rest_client.pool_manager.connection_from_url(cluster.configuration.host)
-    assert pool.num_connections == 1
+    assert pool.num_connections <= 4
 
 
 def notes(cell: str) -> list[EventNote]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
 
-from artisan_operator.sandbox.server import RunningApi
+from artisan_operator.sandbox.emulator import SandboxEmulator
+from artisan_operator.sandbox.server import EmulatorThread, RunningApi
 
 NS = "default"
 
@@ -63,3 +65,17 @@ def test_a_reaction_added_after_routing_still_intercepts(
     created = core.create_namespaced_config_map(NS, configmap("second"))  # type: ignore[arg-type]
     assert created.metadata.uid
     assert created.metadata.resource_version
+
+
+def test_write_latency_delays_writes_only() -> None:
+    latency = 0.25
+    with EmulatorThread(SandboxEmulator(write_latency_seconds=latency)) as api, api.api_client() as client:
+        core = kubernetes.client.CoreV1Api(client)
+        started = time.monotonic()
+        core.create_namespaced_config_map(NS, configmap("slow"))  # type: ignore[arg-type]
+        write = time.monotonic() - started
+        started = time.monotonic()
+        assert core.read_namespaced_config_map("slow", NS).data == {"k": "v"}
+        read = time.monotonic() - started
+    assert write >= latency
+    assert read < latency

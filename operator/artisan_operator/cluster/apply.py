@@ -14,6 +14,7 @@ it is reported as a conflict.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -217,6 +218,34 @@ def outcome_events(outcomes: Sequence[ApplyOutcome]) -> list[EventNote]:
     return notes
 
 
+WORKLOAD_KINDS = frozenset({"Job", "Deployment"})
+"""Children that run pods: changed after the volumes, config and Services those pods use."""
+
+
+def creation_waves(children: Sequence[EnsureChild], *, all_new: bool = False) -> list[list[EnsureChild]]:
+    """The plan's children in the waves they are applied in: each wave at once, waves in order.
+
+    A workload comes after everything else: its new pods must not start with the old content of a
+    ConfigMap that is being changed in the same pass. When every child is new (``all_new``: a
+    brand-new owner's first pass) they are all created at once: a pod waits for a missing volume or
+    ConfigMap (the scheduler and the kubelet retry) and can never see an old one, and the object's
+    children exist one round trip after it does.
+
+    | children (in plan order)     | all_new | waves                            |
+    |------------------------------|---------|----------------------------------|
+    | PVC, ConfigMap, Job, Service | no      | [PVC, ConfigMap, Service], [Job] |
+    | Deployment, Service, ConfigMap | no    | [Service, ConfigMap], [Deployment] |
+    | PVC, ConfigMap, Job, Service | yes     | [PVC, ConfigMap, Job, Service]   |
+    | ConfigMap                    | no      | [ConfigMap]                      |
+    | Job                          | no      | [Job]                            |
+    """
+    if all_new:
+        return [list(children)] if children else []
+    support = [child for child in children if child.kind not in WORKLOAD_KINDS]
+    workloads = [child for child in children if child.kind in WORKLOAD_KINDS]
+    return [wave for wave in (support, workloads) if wave]
+
+
 def apply_plan(
     cluster: ClusterClient,
     children: Sequence[EnsureChild],
@@ -225,17 +254,27 @@ def apply_plan(
     expect_missing: bool = False,
     create_only: bool = False,
 ) -> list[ApplyOutcome]:
-    """Apply every child in order (volumes and config before the workloads that mount them).
+    """Apply every child, wave by wave (:func:`creation_waves`), the children of a wave at once.
 
-    With ``create_only``, the first child that ``exists`` ends the plan (it is the last outcome):
-    the caller decides again from a full observation and applies that plan.
+    With ``create_only`` (a brand-new owner: all children created at once), a child that ``exists``
+    is the last outcome: the caller decides again from a full observation and applies that plan.
     """
     outcomes: list[ApplyOutcome] = []
-    for child in children:
-        outcome = apply_child(
-            cluster, child, owner_uid, expect_missing=expect_missing, create_only=create_only
+    for wave in creation_waves(children, all_new=create_only):
+        results = cluster.fan_out(
+            [
+                functools.partial(
+                    apply_child,
+                    cluster,
+                    child,
+                    owner_uid,
+                    expect_missing=expect_missing,
+                    create_only=create_only,
+                )
+                for child in wave
+            ]
         )
-        outcomes.append(outcome)
-        if outcome.action == "exists":
+        outcomes.extend(sorted(results, key=lambda outcome: outcome.action == "exists"))
+        if outcomes and outcomes[-1].action == "exists":
             break
     return outcomes

@@ -11,8 +11,8 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import kopf
@@ -49,7 +49,8 @@ def load_configuration(settings: Settings) -> k8s.Configuration:
         )
     else:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    configuration.connection_pool_maxsize = settings.api_threads
+    # One connection per pass, plus one per child a pass applies at once (ClusterClient.fan_out).
+    configuration.connection_pool_maxsize = 2 * settings.api_threads
     hook = configuration.refresh_api_key_hook
     if hook is not None:
         configuration.refresh_api_key_hook = throttled(hook, TOKEN_CHECK_SECONDS)
@@ -113,14 +114,32 @@ class ClusterClient:
         self.custom = k8s.CustomObjectsApi(self.api_client)
         self.request_timeout = settings.api_request_timeout_seconds
         self._executor = ThreadPoolExecutor(max_workers=settings.api_threads, thread_name_prefix="k8s-api")
+        # A pass (on ``_executor``) hands its independent calls to a pool of their own: submitting
+        # them to the pool the pass runs on could wait forever on a pool full of waiting passes.
+        self._fan_out_executor = ThreadPoolExecutor(
+            max_workers=settings.api_threads, thread_name_prefix="k8s-api-fan-out"
+        )
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking call on the API thread pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    def fan_out(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Run independent blocking calls at once (from a pass) and return their results in order.
+
+        Every call runs to its end before anything is raised (no call is left running behind the
+        caller's back); then the first error, in the order of ``calls``, is raised.
+        """
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        futures = [self._fan_out_executor.submit(call) for call in calls]
+        wait(futures)
+        return [future.result() for future in futures]
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._fan_out_executor.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()  # type: ignore[no-untyped-call]
 
 

@@ -58,6 +58,7 @@ from artisan_operator.sandbox.store import (
 STANDARD_VERBS = frozenset(
     {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 )
+WRITE_METHODS = frozenset({kmock.method.POST, kmock.method.PUT, kmock.method.PATCH, kmock.method.DELETE})
 CRD_RESOURCE: ResourceKey = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
 # Beyond the bundled built-ins, nothing else is needed by the operator: core v1 (pods, services,
@@ -100,6 +101,10 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     store: ObjectStore = attrs.field(factory=ObjectStore)
     declare_artisan_kinds: bool = True
     request_log_limit: int | None = 1000  # kmock records every request; keep the newest only
+    write_latency_seconds: float = 0.0
+    """How long each write waits before it is applied, like a real API server's etcd commit (a few
+    milliseconds); 0 (the default) answers as fast as the CPU allows. Benchmarks use it to measure
+    an operator against a latency like a cluster's, where waiting in parallel pays off."""
     _types: dict[ResourceKey, ResourceType] = attrs.field(factory=dict, init=False)
     _watchers: dict[ResourceKey, set[asyncio.Queue[WatchEvent | None]]] = attrs.field(
         factory=lambda: defaultdict(set), init=False
@@ -225,6 +230,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         # Skip KubernetesEmulator._handle (its own bookkeeping); keep kmock's reaction matching.
         self._trim_request_log()
+        if self.write_latency_seconds and request.method in WRITE_METHODS:
+            await asyncio.sleep(self.write_latency_seconds)
         route = self._route(request)
         if route is not None:
             return await route(request)
