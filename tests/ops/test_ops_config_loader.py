@@ -200,7 +200,7 @@ def test_set_in_an_environment_writes_only_its_profile(config_dir: Path) -> None
     assert (entry.environment, entry.old_value, entry.new_value) == ("prod", 12, 15)
 
 
-def test_set_requires_who_and_why_and_an_existing_key_in_untyped_files(config_dir: Path) -> None:
+def test_set_requires_who_and_why(config_dir: Path) -> None:
     loader = ConfigLoader(config_dir)
     with pytest.raises(ConfigError, match="changed_by"):
         loader.set("traffic_distribution.fast", 50, changed_by=" ", reason="r")
@@ -208,11 +208,28 @@ def test_set_requires_who_and_why_and_an_existing_key_in_untyped_files(config_di
         loader.set("traffic_distribution.fast", 50, changed_by="a", reason="")
     with pytest.raises(ConfigError, match="names a whole file"):
         loader.set("traffic_distribution", {}, changed_by="a", reason="r")
-    (config_dir / "llm_ensemble.yaml").write_text("cache:\n  ttlSeconds: 3600\n")
-    with pytest.raises(ConfigError, match="has no schema"):
-        loader.set("llm_ensemble.cache.tllSeconds", 10, changed_by="a", reason="typo")
-    loader.set("llm_ensemble.cache.ttlSeconds", 600, changed_by="a", reason="fresher cache")
-    assert ConfigLoader(config_dir).get("llm_ensemble.cache.ttlSeconds") == 600
+
+
+def test_llm_ensemble_is_validated_with_the_service_models_under_each_of_its_profiles(
+    config_dir: Path,
+) -> None:
+    shutil.copy(REPO_CONFIGS / "llm_ensemble.yaml", config_dir / "llm_ensemble.yaml")
+    loader = ConfigLoader(config_dir)
+    before = snapshot(config_dir)
+    with pytest.raises(ConfigValidationError, match=r"llm_ensemble\.cache\.maxTtlSecond"):
+        loader.set("llm_ensemble.cache.maxTtlSecond", 10, changed_by="a", reason="typo")
+    with pytest.raises(ConfigValidationError, match=r"llm_ensemble\.modes\.fast\.temperature"):
+        loader.set("llm_ensemble.modes.fast.temperature", 7, changed_by="a", reason="too hot")
+    # A profile is checked as the service resolves it (top level + profile).
+    with pytest.raises(
+        ConfigValidationError, match=r"llm_ensemble\.profiles\.dev gives queue\.maxConcurrent"
+    ):
+        loader.set("llm_ensemble.profiles.dev.queue.maxConcurrent", 0, changed_by="a", reason="r")
+    with pytest.raises(ConfigValidationError, match=r"llm_ensemble\.profiles\.qa: unknown profile"):
+        loader.set("llm_ensemble.profiles.qa", {"queue": {"maxWaiting": 5}}, changed_by="a", reason="r")
+    assert snapshot(config_dir) == before  # nothing written by a refused change
+    loader.set("llm_ensemble.cache.maxTtlSeconds", 43_200, changed_by="a", reason="fresher cache")
+    assert ConfigLoader(config_dir).get("llm_ensemble.cache.maxTtlSeconds") == 43_200
 
 
 def test_history_returns_the_last_n_and_survives_a_torn_line(config_dir: Path) -> None:

@@ -43,6 +43,8 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import Field, ValidationError
 
+from artisan_common.ensemble_config import validate_ensemble_document
+from artisan_common.mappings import deep_merge
 from artisan_common.model import ApiModel
 from artisan_common.serving import MODES, DownshiftPolicy, Mode, ModeParams, ModesSpec, TrafficMix
 from artisan_common.training import (
@@ -154,22 +156,12 @@ VALIDATORS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "ppo_schedule": _validate_ppo,
     "reward_normalization": _validate_reward_normalization,
     "checkpoint_strategy": _validate_checkpoint_strategy,
+    "llm_ensemble": validate_ensemble_document,
 }
-"""File → check of its effective content; files without one (llm_ensemble) only need to be mappings."""
+"""File → check of its effective content (every file has one)."""
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
-
-
-def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """``overlay`` on top of ``base``: mappings merge key by key, anything else replaces."""
-    merged: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def split_path(path: str) -> tuple[str, list[str]]:
@@ -216,11 +208,8 @@ def validate_document(name: str, doc: Any) -> object:
     """The typed view of one file's effective content; raises :class:`ConfigValidationError`."""
     if not isinstance(doc, Mapping):
         raise ConfigValidationError(f"{name}.yaml must be a mapping, not {type(doc).__name__}")
-    check = VALIDATORS.get(name)
-    if check is None:
-        return dict(doc)
     try:
-        return check(doc)
+        return VALIDATORS[name](doc)
     except ValidationError as exc:
         problems = "; ".join(
             f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
@@ -229,6 +218,8 @@ def validate_document(name: str, doc: Any) -> object:
             for err in exc.errors()
         )
         raise ConfigValidationError(problems) from None
+    except ValueError as exc:  # a check's own message, starting with the field's path in the file
+        raise ConfigValidationError(f"{name}.{exc}") from None
 
 
 # --- history --------------------------------------------------------------------------------------
@@ -578,11 +569,6 @@ class ConfigLoader:
             parent = lookup(effective, keys[:-1])
             if not isinstance(parent, Mapping):
                 raise ConfigError(f"cannot set {path!r}: {'.'.join([name, *keys[:-1]])} is not a mapping")
-            if old_value is _MISSING and name not in VALIDATORS:
-                # No typed model would catch a typo here, so only existing keys may change.
-                raise ConfigError(
-                    f"no value at {path!r}; {name}.yaml has no schema, so only existing keys can be set"
-                )
             if old_value == value:
                 return None
             target: Path

@@ -23,6 +23,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from artisan_common.mappings import deep_merge
 from artisan_common.model import ApiModel
 from artisan_common.training import TrainingConfig
 
@@ -94,16 +95,6 @@ class ConfigError(ValueError):
     """Invalid trainer configuration; the message starts with the offending key."""
 
 
-def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _wire_key(model: type[BaseModel], segment: str, path: str) -> tuple[str, type[BaseModel] | None]:
     """The camelCase key of ``segment`` in ``model`` and the nested model type (None for a leaf)."""
     for name, info in model.model_fields.items():
@@ -152,7 +143,7 @@ def apply_override(document: dict[str, Any], text: str) -> dict[str, Any]:
     update: dict[str, Any] = {path[-1]: value}
     for part in reversed(path[:-1]):
         update = {part: update}
-    return _deep_merge(document, update)
+    return deep_merge(document, update)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> list[str]:
@@ -203,7 +194,7 @@ def load_config(
     document: dict[str, Any] = {}
     for path in files:
         try:
-            document = _deep_merge(document, read_yaml(path))
+            document = deep_merge(document, read_yaml(path))
         except ConfigError:
             raise
     for text in [*_env_overrides(os.environ if environ is None else environ), *overrides]:

@@ -1,124 +1,30 @@
-"""Service configuration: configs/llm_ensemble.yaml (base + dev/staging/prod profile), then the ModelPin.
-
-Precedence, lowest first: built-in defaults (the seeds' values) → the file's top level → the chosen
-profile → the ModelPin's ``modes`` / ``traffic`` / ``downshift`` (the operator passes them as JSON).
-"""
+"""Service configuration (configs/llm_ensemble.yaml, then the ModelPin): the models live in
+:mod:`artisan_common.ensemble_config`, shared with ``artisan config``'s validation."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from artisan_common.ensemble_config import (
+    BreakerSettings,
+    CacheSettings,
+    LimitSettings,
+    PinConfig,
+    PinnedModel,
+    PinnedModels,
+    Profile,
+    QueueSettings,
+    ServiceConfig,
+    resolve_config,
+)
 
-from pydantic import ConfigDict, Field
-
-from artisan_common.model import ApiModel
-from artisan_common.serving import DownshiftPolicy, ModesSpec, TrafficMix
-from artisan_common.training import CurationSpec
-
-Profile = Literal["dev", "staging", "prod"]
-
-
-class BreakerSettings(ApiModel):
-    window: int = Field(default=20, ge=1, le=10_000)
-    """Calls in the sliding window of the failure-rate rule."""
-    failure_rate: float = Field(default=0.5, gt=0, le=1)
-    """Failure share over the window that opens the breaker."""
-    min_calls: int = Field(default=10, ge=1)
-    """Calls needed in the window before the rate rule applies."""
-    probe_timeout_seconds: float = Field(default=10.0, gt=0)
-    """How long the background prober's one-token probe may take before it counts as failed. A request
-    that is the half-open probe is given at least its mode's timeout (creative: 20 s) instead."""
-    probe_interval_seconds: float = Field(default=5.0, ge=0)
-    """How often the background prober looks for open breakers whose hold has passed and probes their
-    model itself (a downshifted fleet sends no traffic that could probe); 0 turns it off."""
-
-
-class CacheSettings(ApiModel):
-    max_entries: int = Field(default=10_000, ge=1)
-    """LRU bound on cached responses."""
-    high_load: float = Field(default=0.8, ge=0, le=1)
-    """Above this load the TTL doubles."""
-    low_load: float = Field(default=0.3, ge=0, le=1)
-    """Below this load the TTL halves."""
-    max_ttl_seconds: float = Field(default=86_400, gt=0)
-    """Upper bound of the adapted TTL."""
-    min_ttl_seconds: float = Field(default=600, gt=0)
-    """Lower bound of the halved TTL."""
-
-
-class QueueSettings(ApiModel):
-    max_concurrent: int = Field(default=4, ge=1, le=1024)
-    """Requests generating at once (worker threads)."""
-    max_waiting: int = Field(default=100, ge=0, le=100_000)
-    """Requests allowed to wait; beyond it 429."""
-    retry_after_seconds: float = Field(default=1.0, gt=0)
-    """Retry-After sent with a 429."""
-
-
-class LimitSettings(ApiModel):
-    max_text_chars: int = Field(default=2000, ge=1)
-    """Longest user text accepted."""
-    max_body_bytes: int = Field(default=65_536, ge=1024)
-    """Largest request body accepted (413 beyond)."""
-
-
-class ServiceConfig(ApiModel):
-    modes: ModesSpec = Field(default_factory=ModesSpec)
-    traffic: TrafficMix = Field(default_factory=TrafficMix)
-    downshift: DownshiftPolicy = Field(default_factory=DownshiftPolicy)
-    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
-    limits: LimitSettings = Field(default_factory=LimitSettings)
-    curation: CurationSpec = Field(default_factory=CurationSpec)
-
-
-class PinnedModel(ApiModel):
-    name: str = Field(min_length=1, max_length=63)
-    source: str = Field(min_length=1, max_length=1024)
-    revision: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
-    quantization: Literal["none", "8bit", "4bit"] = "none"
-
-
-class PinnedModels(ApiModel):
-    primary: PinnedModel
-    validator: PinnedModel | None = None
-    creative: PinnedModel | None = None
-
-
-class PinConfig(ApiModel):
-    """The part of ModelPinSpec (camelCase wire shape) the ensemble reads; other fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    models: PinnedModels
-    modes: dict[str, Any] | None = None
-    traffic: dict[str, Any] | None = None
-    downshift: dict[str, Any] | None = None
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def resolve_config(
-    document: Mapping[str, Any] | None, profile: Profile, pin: PinConfig | None = None
-) -> ServiceConfig:
-    """Merge file, profile and pin; raises ValueError naming the bad field."""
-    document = dict(document or {})
-    profiles = document.pop("profiles", {}) or {}
-    if not isinstance(profiles, Mapping):
-        raise ValueError("profiles: must be a mapping of profile name to overrides")
-    merged = deep_merge(document, profiles.get(profile) or {})
-    if pin is not None:
-        for part in ("modes", "traffic", "downshift"):
-            value = getattr(pin, part)
-            if value:
-                merged[part] = deep_merge(merged.get(part) or {}, value)
-    return ServiceConfig.model_validate(merged)
+__all__ = [
+    "BreakerSettings",
+    "CacheSettings",
+    "LimitSettings",
+    "PinConfig",
+    "PinnedModel",
+    "PinnedModels",
+    "Profile",
+    "QueueSettings",
+    "ServiceConfig",
+    "resolve_config",
+]
