@@ -389,6 +389,21 @@ def test_chat_completions_plain_and_streaming(client: TestClient) -> None:
     plain = client.post("/v1/chat/completions", json=request)
     assert plain.status_code == 200
     assert plain.json()["choices"][0]["message"]["content"]
+    # The fake backend has no tokenizer: usage is null (never estimated) and it ended by itself.
+    assert plain.json()["usage"] is None
+    assert plain.json()["choices"][0]["finish_reason"] == "stop"
+    stream_request = {**request, "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/chat/completions", json=stream_request) as response:
+        counted = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert json.loads(counted[-2]) | {"created": 0, "id": ""} == {
+        "id": "",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-primary",
+        "choices": [],
+        "usage": None,
+    }
+    assert json.loads(counted[-3])["choices"][0]["finish_reason"] == "stop"
     with client.stream("POST", "/v1/chat/completions", json={**request, "stream": True}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]

@@ -248,6 +248,11 @@ async def test_gateway_forwards_and_hot_reloads_within_two_seconds(
     streamed = await client.post("/v1/chat/completions", json={**chat, "stream": True})
     assert streamed.headers["content-type"].startswith("text/event-stream")
     assert streamed.text.rstrip().endswith("data: [DONE]")
+    assert '"usage"' not in streamed.text
+    # the gateway re-serializes the body: OpenAI's stream_options must reach the fleet
+    options = {"stream": True, "stream_options": {"include_usage": True}}
+    with_usage = await client.post("/v1/chat/completions", json={**chat, **options})
+    assert '"choices": [], "usage": null' in with_usage.text  # the fakes cannot count: null
     assert "artisan_requests_running 0.0" in (await client.get("/metrics")).text  # relay freed its slot
 
     # a broken table is not applied: the last good one stays in force

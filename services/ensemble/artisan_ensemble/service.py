@@ -45,7 +45,13 @@ from artisan_ensemble.ensemble.formula import (
 from artisan_ensemble.ensemble.hints import MAX_HINTS, MIN_HINTS, template_hints
 from artisan_ensemble.ensemble.keywords import KeywordMatch, detect_language, keyword_parse
 from artisan_ensemble.ensemble.parsing import ParseFailure, parse_brief, parse_string_list
-from artisan_ensemble.ensemble.ports import FormulaPolicy, GenerationRequest, TextGenerator
+from artisan_ensemble.ensemble.ports import (
+    CountingGenerator,
+    FormulaPolicy,
+    Generation,
+    GenerationRequest,
+    TextGenerator,
+)
 from artisan_ensemble.ensemble.prompts import brief_prompt, creative_prompt, validator_prompt
 from artisan_ensemble.ensemble.validation import (
     ValidationResult,
@@ -170,13 +176,19 @@ class EnsembleService:
     async def call_model(
         self, role: Role, prompt: str, mode: Mode, params: ModeParams, deadline: float
     ) -> str:
-        """One generation through the role's breaker and fault injector, in a worker thread."""
+        """One generation's text (the brief pipeline needs no token accounting)."""
+        request = GenerationRequest(prompt, params.max_new_tokens, params.temperature, params.top_p, deadline)
+        return (await self.complete(role, request, mode)).text
+
+    async def complete(self, role: Role, request: GenerationRequest, mode: Mode) -> Generation:
+        """One generation through the role's breaker and fault injector, in a worker thread, within
+        ``request.deadline``; with token usage where the backend counts (``CountingGenerator``)."""
         generator = self.generators.get(role)
         if generator is None:
             raise ModelCallError(role, "not pinned")
         breaker = self.breakers[role]
         started = self.clock()
-        remaining = deadline - started
+        remaining = request.deadline - started
         if remaining <= 0:
             # The request's own budget ran out before this call (spent queued or on earlier calls):
             # the model did nothing wrong, so this is no breaker failure (and claims no probe).
@@ -191,12 +203,9 @@ class EnsembleService:
             if fault is not None and fault.kind == "timeout":
                 await asyncio.sleep(remaining)
                 raise TimeoutError(f"injected timeout fault on {role}")
-            request = GenerationRequest(
-                prompt, params.max_new_tokens, params.temperature, params.top_p, deadline
-            )
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(remaining):  # cheaper than wait_for: no wrapper future
-                output = await loop.run_in_executor(self.executor, generator.generate, request)
+                output = await loop.run_in_executor(self.executor, _generate, generator, request)
         except Exception as error:
             breaker.record_failure()
             self.metrics.model_calls.labels(model=role, result="error").inc()
@@ -601,24 +610,24 @@ class EnsembleService:
         """Retry-After for a 503 about ``role``: until its breaker lets a probe through, at least 1 s."""
         return max(1.0, self.breakers[role].retry_after())
 
-    async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[str]:
-        """Stream the primary model's tokens; breaker and admission apply as for briefs."""
+    async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[str | Generation]:
+        """Stream the primary model's text pieces, then one :class:`Generation` (finish reason, usage
+        where the backend counts); breaker and admission apply as for briefs."""
         generator = self.generators["primary"]
         breaker = self.breakers["primary"]
         if not breaker.try_acquire():
             raise ModelCallError("primary", "circuit open")
         started = self.clock()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, str | BaseException | None]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, str | Generation | BaseException | None]] = asyncio.Queue()
 
         def pump() -> None:
             try:
                 fault = self.faults.active("primary")
                 if fault is not None:
                     raise InjectedFaultError(f"injected {fault.kind} fault on primary")
-                iterator: Iterator[str] = generator.stream(request)
-                for piece in iterator:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                for item in _stream(generator, request):
+                    loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
             except BaseException as error:  # forwarded to the event loop, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", error))
@@ -634,10 +643,10 @@ class EnsembleService:
                     raise value if isinstance(value, BaseException) else RuntimeError("stream failed")
                 if kind == "done":
                     break
-                if first:
+                if first and isinstance(value, str):
                     self.metrics.time_to_first_token.labels(model="primary").observe(self.clock() - started)
                     first = False
-                assert isinstance(value, str)
+                assert isinstance(value, str | Generation)
                 yield value
         except Exception as error:
             breaker.record_failure()
@@ -646,6 +655,24 @@ class EnsembleService:
             raise ModelCallError("primary", reason) from error
         breaker.record_success()
         self.metrics.model_calls.labels(model="primary", result="ok").inc()
+
+
+def _generate(generator: TextGenerator, request: GenerationRequest) -> Generation:
+    if isinstance(generator, CountingGenerator):
+        return generator.generate_counted(request)
+    return Generation(generator.generate(request))  # no tokenizer to count with: no usage
+
+
+def _stream(generator: TextGenerator, request: GenerationRequest) -> Iterator[str | Generation]:
+    """Pieces, then exactly one Generation, from any backend."""
+    if isinstance(generator, CountingGenerator):
+        yield from generator.stream_counted(request)
+        return
+    pieces: list[str] = []
+    for piece in generator.stream(request):
+        pieces.append(piece)
+        yield piece
+    yield Generation("".join(pieces))
 
 
 def _violation(v: IfraViolation) -> IfraViolationOut:

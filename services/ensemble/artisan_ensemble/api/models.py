@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from artisan_common.model import ApiModel
+from artisan_common.model import ApiModel, invariant_error
 from artisan_common.serving import Mode
 from artisan_ensemble.ensemble.brief import Brief, BriefSource, Language
 from artisan_ensemble.ensemble.downshift import Role
@@ -169,6 +169,16 @@ class ChatMessage(ApiModel):
     content: str = Field(max_length=MAX_TEXT_CHARS * 4)
 
 
+class StreamOptions(ApiModel):
+    """OpenAI's ``stream_options`` (snake_case on the wire, as OpenAI spells it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = Field(default=False, alias="include_usage")
+    """Send one more chunk before ``data: [DONE]``: empty ``choices`` and the request's ``usage``
+    (every other chunk then carries ``"usage": null``)."""
+
+
 class ChatCompletionRequest(ApiModel):
     """The OpenAI chat-completions request (the fields this server honours; others are ignored)."""
 
@@ -180,4 +190,12 @@ class ChatCompletionRequest(ApiModel):
     temperature: float | None = Field(default=None, ge=0, le=2, alias="temperature")
     top_p: float | None = Field(default=None, gt=0, le=1, alias="top_p")
     stream: bool = False
+    stream_options: StreamOptions | None = Field(default=None, alias="stream_options")
+    """Only with ``stream: true`` (as OpenAI and vLLM refuse it otherwise)."""
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self) -> ChatCompletionRequest:
+        if self.stream_options is not None and not self.stream:
+            raise invariant_error(self, "only allowed when stream is true", ".stream_options")
+        return self

@@ -20,7 +20,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from artisan_common.curation import CurationHistory, FeedbackSample, filter_sample, rating_to_reward
 from artisan_common.feedback_store import FeedbackStore
 from artisan_common.ifra import check_formula
-from artisan_common.serving import ModeParams
 from artisan_ensemble.api.errors import UnavailableError
 from artisan_ensemble.api.models import (
     BriefRequest,
@@ -37,7 +36,7 @@ from artisan_ensemble.api.models import (
 from artisan_ensemble.api.streaming import SlotReleasingStream
 from artisan_ensemble.ensemble.breaker import BreakerState
 from artisan_ensemble.ensemble.formula import concentration_for
-from artisan_ensemble.ensemble.ports import GenerationRequest
+from artisan_ensemble.ensemble.ports import FinishReason, Generation, GenerationRequest, TokenUsage
 from artisan_ensemble.service import EnsembleService, ModelCallError, NoModelAvailableError
 
 REFERENCE_REWARDS = 1000
@@ -275,7 +274,11 @@ def _chat_prompt(body: ChatCompletionRequest) -> str:
     responses={429: {"description": "queue full"}, 503: {"description": "primary model down"}},
 )
 async def chat_completions(body: ChatCompletionRequest, service: Service) -> Response:
-    """OpenAI-compatible chat completion on the primary model (``stream: true`` sends SSE chunks)."""
+    """OpenAI-compatible chat completion on the primary model (``stream: true`` sends SSE chunks).
+
+    ``usage`` counts tokens with the model's tokenizer (null for a backend that cannot count);
+    ``finish_reason`` is ``length`` when max_tokens (or the deadline) cut the answer, else ``stop``.
+    Streamed, ``stream_options.include_usage`` adds OpenAI's last chunk: empty choices, the usage."""
     fast = service.config.modes.params("fast")
 
     def generation(admitted: float) -> GenerationRequest:
@@ -294,11 +297,8 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
     created = int(time.time())
     if not body.stream:
         async with service.admit():
-            request = generation(time.monotonic())
             try:
-                text = await service.call_model(
-                    "primary", request.prompt, "fast", _params(request), request.deadline
-                )
+                result = await service.complete("primary", generation(time.monotonic()), "fast")
             except ModelCallError as error:
                 raise UnavailableError(str(error), service.retry_after("primary")) from error
         return JSONResponse(
@@ -308,9 +308,13 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
                 "created": created,
                 "model": model_name,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": result.text},
+                        "finish_reason": result.finish_reason,
+                    }
                 ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "usage": _usage(result.usage),
             }
         )
     await service.admission.acquire()  # 429 when the queue is full
@@ -321,27 +325,39 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
         release()
         raise UnavailableError(str(error), service.retry_after("primary")) from error
     request = generation(time.monotonic())
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
 
-    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
-        payload = {
+    def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+        payload: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model_name,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": choices,
         }
+        if include_usage:  # as OpenAI: null on every chunk but the last
+            payload["usage"] = usage
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+    def chunk(delta: dict[str, str], finish: FinishReason | None) -> bytes:
+        return event([{"index": 0, "delta": delta, "finish_reason": finish}])
 
     async def events() -> AsyncIterator[bytes]:
         try:
             yield chunk({"role": "assistant"}, None)
+            result: Generation | None = None
             try:
-                async for piece in service.chat_stream(request):
-                    yield chunk({"content": piece}, None)
+                async for item in service.chat_stream(request):
+                    if isinstance(item, Generation):
+                        result = item
+                    else:
+                        yield chunk({"content": item}, None)
             except ModelCallError as error:  # failed after the 200 was sent: all SSE can still say
                 yield f"data: {json.dumps({'error': {'message': str(error)}})}\n\n".encode()
             else:
-                yield chunk({}, "stop")
+                yield chunk({}, result.finish_reason if result is not None else "stop")
+                if include_usage:
+                    yield event([], _usage(result.usage if result is not None else None))
             yield b"data: [DONE]\n\n"
         finally:
             release()  # at once when the stream ends; the response's close covers a stream never started
@@ -349,13 +365,15 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
     return SlotReleasingStream(events(), release)
 
 
-def _params(request: GenerationRequest) -> ModeParams:
-    return ModeParams(
-        max_new_tokens=request.max_new_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        timeout_seconds=max(0.001, request.deadline - time.monotonic()),
-    )
+def _usage(usage: TokenUsage | None) -> dict[str, int] | None:
+    """OpenAI's ``usage``; null when the backend has no tokenizer to count with (never estimated)."""
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 @admin.post("/faults", status_code=201)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,13 @@ import torch
 import transformers
 from transformers.utils import logging as hf_logging
 
-from artisan_ensemble.ensemble.ports import GenerationRequest, ModelInfo
+from artisan_ensemble.ensemble.ports import (
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    ModelInfo,
+    TokenUsage,
+)
 
 # transformers' own annotations are partial and change between releases: use it untyped here.
 hf: Any = transformers
@@ -75,6 +81,32 @@ class _Deadline(hf.StoppingCriteria):  # type: ignore[misc]
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
+def finish_reason(generated: Sequence[int], eos_ids: Collection[int]) -> FinishReason:
+    """Why a generation ended, from its new token ids: only an EOS means the model finished.
+
+    | generated ids | EOS ids  | reason | why                                                   |
+    |---------------|----------|--------|-------------------------------------------------------|
+    | [5, 9, 2]     | {2}      | stop   | the model ended its answer                            |
+    | [2]           | {2}      | stop   | an empty answer is still a finished one               |
+    | [5, 9, 7]     | {2}      | length | max_new_tokens cut it: the answer is incomplete       |
+    | [5, 9, 7]     | {2, 7}   | stop   | any EOS id (a generation config may list several)    |
+    | [5]           | {2}      | length | the deadline cut it before the budget: incomplete too |
+    | []            | {2}      | length | nothing generated before a limit                      |
+    """
+    return "stop" if generated and generated[-1] in eos_ids else "length"
+
+
+def _eos_ids(*values: object) -> frozenset[int]:
+    """EOS ids from the tokenizer and the generation config (an int, a list of ints, or None)."""
+    ids: set[int] = set()
+    for value in values:
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(v for v in value if isinstance(v, int))
+    return frozenset(ids)
+
+
 def pick_device(preference: Device) -> str:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         return "cuda"
@@ -114,6 +146,8 @@ class TransformersGenerator:
         self.model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        generation_config = getattr(self.model, "generation_config", None)
+        self.eos_ids = _eos_ids(self.tokenizer.eos_token_id, getattr(generation_config, "eos_token_id", None))
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._info = ModelInfo(
             role=role,
@@ -149,34 +183,61 @@ class TransformersGenerator:
         return inputs, options
 
     def generate(self, request: GenerationRequest) -> str:
+        return self.generate_counted(request).text
+
+    def generate_counted(self, request: GenerationRequest) -> Generation:
         inputs, options = self._inputs(request)
         if request.seed is not None:
             torch.manual_seed(request.seed)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
-        new_tokens = output[0][inputs["input_ids"].shape[1] :]
-        with self._tokenizer_lock:
-            return str(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        return self._counted(inputs, output[0])
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        for item in self.stream_counted(request):
+            if isinstance(item, str):
+                yield item
+
+    def stream_counted(self, request: GenerationRequest) -> Iterator[str | Generation]:
         inputs, options = self._inputs(request)
         remaining = max(0.001, request.deadline - time.monotonic())
         streamer = hf.TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=remaining
         )
+        outputs: list[torch.Tensor] = []
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
+                if request.seed is not None:
+                    torch.manual_seed(request.seed)
                 with torch.inference_mode():
-                    self.model.generate(**inputs, **options, streamer=streamer)
+                    outputs.append(self.model.generate(**inputs, **options, streamer=streamer))
             except BaseException as error:  # surfaced to the reader below
                 errors.append(error)
                 streamer.end()
 
         worker = threading.Thread(target=run, name=f"artisan-stream-{self.role}", daemon=True)
         worker.start()
-        yield from (piece for piece in streamer if piece)
+        pieces: list[str] = []
+        for piece in streamer:
+            if piece:
+                pieces.append(piece)
+                yield piece
         worker.join(timeout=max(0.0, request.deadline - time.monotonic()) + 1.0)
         if errors:
             raise errors[0]
+        if not outputs:  # the streamer ended but generate() has not returned its ids
+            raise TimeoutError(f"{self.role} generation did not finish by its deadline")
+        yield self._counted(inputs, outputs[0][0], "".join(pieces))
+
+    def _counted(
+        self, inputs: dict[str, torch.Tensor], sequence: torch.Tensor, text: str | None = None
+    ) -> Generation:
+        """The accounting of one generated ``sequence`` (prompt ids first, as generate returns it)."""
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        new_ids: list[int] = [int(i) for i in sequence[prompt_tokens:].tolist()]
+        if text is None:
+            with self._tokenizer_lock:
+                text = str(self.tokenizer.decode(new_ids, skip_special_tokens=True))
+        return Generation(text, finish_reason(new_ids, self.eos_ids), TokenUsage(prompt_tokens, len(new_ids)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,35 @@ class ModelInfo:
     parameters: int
 
 
+FinishReason = Literal["stop", "length"]
+"""OpenAI's finish_reason: ``stop`` the model ended its answer (EOS), ``length`` a limit cut it."""
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens as the model's own tokenizer counts them (OpenAI's ``usage``)."""
+
+    prompt_tokens: int
+    """The prompt's input ids, after truncation to the context (what the model actually read)."""
+    completion_tokens: int
+    """The generated ids, prompt excluded, a final EOS included (as vLLM counts them)."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One finished generation: its text and, where the backend can count, its accounting."""
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    """A backend that cannot tell returned its whole output: it ended by itself, as far as it says."""
+    usage: TokenUsage | None = None
+    """None when the backend has no tokenizer to count with (never estimated)."""
+
+
 class TextGenerator(Protocol):
     """A loaded causal LM. Methods block: the service calls them in worker threads."""
 
@@ -40,6 +69,22 @@ class TextGenerator(Protocol):
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """The continuation, piece by piece as tokens are produced."""
+        ...
+
+
+@runtime_checkable
+class CountingGenerator(TextGenerator, Protocol):
+    """A backend that also reports token usage and why it stopped (the transformers backend).
+
+    Optional: the service asks ``isinstance(generator, CountingGenerator)`` and, for a plain
+    :class:`TextGenerator`, serves ``Generation(text)`` (no usage, ``stop``)."""
+
+    def generate_counted(self, request: GenerationRequest) -> Generation:
+        """As ``generate``, with the counts and the finish reason."""
+        ...
+
+    def stream_counted(self, request: GenerationRequest) -> Iterator[str | Generation]:
+        """As ``stream``, then exactly one :class:`Generation` (the whole text, its counts) last."""
         ...
 
 
