@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
 
 from artisan_common.routing import EXPERIMENT_KEY, compose
-from artisan_ensemble.gateway.decide import decide_route
+from artisan_ensemble.gateway.decide import DEFAULT_VARIANT, NO_EXPERIMENT, decide_route
 from artisan_operator.sandbox.prometheus import ControlledExporter, PrometheusServer
 from artisan_operator.sandbox.testing import wait_for
 
@@ -230,3 +231,141 @@ def test_operator_restarts_before_and_after_the_conclusion_and_the_winner_is_fou
     assert (entry["experiment"], entry["promoted"]) == (name, "treatment")
     table = compose(ab_control.routing("pin"))
     assert {decide_route(table, f"user-{i}", None).variant for i in range(200)} == {"treatment"}
+
+
+def after_the_second_of(timestamp: str) -> None:
+    """Wait until the wall clock is past ``timestamp`` (whole seconds, as status writes them), so a
+    record re-made by a restarted operator could not carry the same time by chance."""
+    recorded = datetime.fromisoformat(timestamp)
+    wait_for(lambda: datetime.now(tz=UTC).replace(microsecond=0) > recorded, timeout=2, message=timestamp)
+
+
+def test_operator_restarts_before_and_after_srm_and_the_experiment_is_stopped_once(
+    ab_control: Control, exporter: ControlledExporter
+) -> None:
+    """Killed while samples accumulate (balanced so far), the fresh operator detects the planted
+    imbalance once; killed again after the stop, it keeps the record: still Invalid, the same
+    condition and times, one SRMDetected Event, no routing entry, spec untouched."""
+    name = "abx-srm-restart"
+    rng = np.random.default_rng(3)
+    control_values, treatment_values = rng.normal(3.5, 1.0, 400).clip(0), rng.normal(3.5, 1.0, 400).clip(0)
+    plant(exporter, name, "control", control_values[:60])
+    plant(exporter, name, "treatment", treatment_values[:60])
+    assign(exporter, name, "control", 150)
+    assign(exporter, name, "treatment", 150)
+    stable_pin(ab_control, "pin")
+    ab_control.create(ab_experiment(name))
+    running = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
+            and [v.get("n") for v in s["variants"]] == [60, 60]
+            and s.get("srmPValue") is not None
+            and s
+        ),
+        timeout=30,
+        message="60 balanced samples per variant analysed",
+    )
+    assert running["phase"] == "Running"
+    assert condition({"status": running}, "SRMDetected")["status"] == "False"  # type: ignore[index]
+    after_the_second_of(running["startTime"])
+    ab_control.restart()
+
+    # The imbalance (1000 vs 850 requests at 50/50 weights) arrives while the fresh operator runs.
+    plant(exporter, name, "control", control_values)
+    plant(exporter, name, "treatment", treatment_values)
+    assign(exporter, name, "control", 1000)
+    assign(exporter, name, "treatment", 850)
+    invalid = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("phase") == "Invalid" and s
+        ),
+        timeout=30,
+        message="SRM",
+    )
+    assert invalid["startTime"] == running["startTime"]  # the same experiment, not a new one
+    assert invalid["srmPValue"] < 0.001
+    assert invalid.get("winner") is None
+    srm = condition({"status": invalid}, "SRMDetected")
+    assert srm is not None
+    assert srm["status"] == "True"
+    assert len(ab_control.posted_events(name, "SRMDetected")) == 1
+    wait_for(lambda: routed_entry(ab_control) is None, timeout=5, message="stopped: no routing entry")
+    before = ab_control.get("abexperiments", name)
+
+    ab_control.restart()  # and once more, after the stop
+    wait_for(lambda: finished_passes(ab_control, "ABExperiment") >= 2, timeout=15, message="two passes")
+    after = ab_control.get("abexperiments", name)
+    assert after["status"] == invalid  # nothing re-detected or rewritten (same condition, same times)
+    assert len(ab_control.events(name, "SRMDetected")) == 1
+    assert ab_control.events(name, "WinnerFound") == []
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert routed_entry(ab_control) is None  # nothing promoted: every user gets the stable pins
+    table = compose(ab_control.routing("pin"))
+    assert table.experiment is None
+    routes = {(r.experiment, r.variant) for r in (decide_route(table, f"user-{i}", None) for i in range(200))}
+    assert routes == {(NO_EXPERIMENT, DEFAULT_VARIANT)}
+
+
+@pytest.mark.parametrize(("method", "phase"), [("sequential", "Running"), ("fixed", "Inconclusive")])
+def test_a_a_test_with_a_restart_midway_never_finds_a_winner(
+    ab_control: Control, exporter: ControlledExporter, method: str, phase: str
+) -> None:
+    """No difference planted; the operator is killed while samples accumulate. The sequential test
+    keeps running (maxDurationSeconds is days away), the fixed one ends Inconclusive at its horizon;
+    neither finds a winner, and the fresh operator keeps the recorded startTime."""
+    name = f"abx-aa-restart-{method}"
+    rng = np.random.default_rng(11)
+    control_values, treatment_values = rng.normal(3.5, 1.0, 400).clip(0), rng.normal(3.5, 1.0, 400).clip(0)
+    plant(exporter, name, "control", control_values[:60])
+    plant(exporter, name, "treatment", treatment_values[:60])
+    assign(exporter, name, "control", 150)
+    assign(exporter, name, "treatment", 150)
+    stable_pin(ab_control, "pin")
+    ab_control.create(ab_experiment(name, method=method))
+    running = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
+            and [v.get("n") for v in s["variants"]] == [60, 60]
+            and s
+        ),
+        timeout=30,
+        message="60 samples per variant analysed",
+    )
+    assert running["phase"] == "Running"
+    after_the_second_of(running["startTime"])
+    ab_control.restart()
+
+    plant(exporter, name, "control", control_values)
+    plant(exporter, name, "treatment", treatment_values)
+    assign(exporter, name, "control", 1000)
+    assign(exporter, name, "treatment", 1000)
+    analysed = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
+            and [v.get("n") for v in s["variants"]] == [400, 400]
+            and s
+        ),
+        timeout=30,
+        message="400 samples per variant analysed",
+    )
+    passes = finished_passes(ab_control, "ABExperiment")
+    wait_for(
+        lambda: finished_passes(ab_control, "ABExperiment") >= passes + 3,
+        timeout=15,
+        message="three more passes",
+    )
+    status = ab_control.get("abexperiments", name)["status"]
+    assert status["phase"] == phase
+    assert status.get("winner") is None
+    assert status["startTime"] == running["startTime"]  # the record survived the restart
+    assert analysed["variants"][1]["pValue"] > 0.05
+    assert condition({"status": status}, "WinnerFound") is None
+    assert ab_control.events(name, "WinnerFound") == []
+    entry = routed_entry(ab_control)
+    if phase == "Running":
+        assert entry is not None
+        assert entry.get("promoted") is None  # serving all variants, none promoted
+    else:
+        assert entry is None  # ended: the entry is cleared, nothing promoted
+        assert len(ab_control.posted_events(name, "NoSignificantDifference")) == 1

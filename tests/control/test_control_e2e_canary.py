@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -325,3 +327,75 @@ def test_operator_restart_during_the_abort_scale_down_delay_neither_repeats_nor_
     stable = control.deployment("pin-ensemble")
     assert stable is not None
     assert stable["metadata"]["labels"]["artisan.dev/revision"] == old
+
+
+def test_operator_restart_during_a_prometheus_outage_keeps_counting_the_errors_in_a_row(
+    control_factory: Callable[..., Control], exporter: ControlledExporter, tmp_path: Any
+) -> None:
+    """Killed while Prometheus is down and errors accumulate (fewer than consecutiveErrorLimit), the
+    fresh operator continues the recorded count (the measurements are the record the Canary status
+    keeps, see ``policy.canary``): the abort comes with the (limit + 1)th error in a row counted over
+    both operators, neither reset to zero nor counted twice; one Aborted Event, weight 0."""
+    limit = 4
+    exporter.set("e2e_error_rate", 0.0, test="outage-restart")
+    server = PrometheusServer(tmp_path / "prometheus", [exporter.target]).start()
+    try:
+        server.wait_for_sample('e2e_error_rate{test="outage-restart"}', timeout=60)
+        control = control_factory(server.url)
+        old = stable_pin(control, "pin")
+        metric = gauge_metric('e2e_error_rate{test="outage-restart"}', count=30, consecutiveErrorLimit=limit)
+        control.create(canary("cny", "pin", [{"setWeight": 25}, {"analysis": {"metrics": [metric]}}]))
+        new_revision(control, "pin")
+        wait_for(
+            lambda: any(
+                m["successful"] >= 1
+                for m in (control.get("canaries", "cny").get("status") or {}).get("metrics", [])
+            ),
+            timeout=20,
+            message="a passing measurement",
+        )
+        assert control.canary_weight("pin") == 25
+        server.stop()
+        wait_for(
+            lambda: control.get("canaries", "cny")["status"]["metrics"][0]["consecutiveErrors"] >= 2,
+            timeout=10,
+            message="two errors in a row recorded",
+        )
+        killed_at = datetime.now(tz=UTC)
+        control.restart()
+        wait_for(lambda: control.canary_weight("pin") == 0, timeout=15, message="abort on Error")
+    finally:
+        server.stop()
+    status = wait_for(lambda: (c := control.get("canaries", "cny")["status"])["phase"] == "Degraded" and c)
+    assert "Error" in status["abortReason"]
+    aborted_at = datetime.fromisoformat(status["abortedAt"])
+    assert aborted_at > killed_at  # the fresh operator aborted, on the count it inherited
+    result = status["metrics"][0]
+    assert (result["phase"], result["consecutiveErrors"], result["error"]) == ("Error", limit + 1, limit + 1)
+    errors = [m for m in result["measurements"] if m["phase"] == "Error"]
+    started = [datetime.fromisoformat(m["startedAt"]) for m in errors]
+    before_kill = [t for t in started if t < killed_at]
+    # Both operators measured: at least the two recorded before the kill, at least one after.
+    assert len(before_kill) >= 2, started
+    assert len(started) - len(before_kill) >= 1, started
+    assert all("unreachable" in m["message"] for m in errors)
+    # Errors are retried once per interval (1 s): none taken twice, none taken early after the restart.
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(started)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
+    assert len(control.posted_events("cny", "Aborted")) == 1
+
+    total = control.contexts[-1].metrics.reconcile_total  # the fresh operator's passes, from zero
+    passes = sum(total.labels(kind="Canary", result=r)._value.get() for r in ("success", "requeue"))
+    wait_for(
+        lambda: (
+            sum(total.labels(kind="Canary", result=r)._value.get() for r in ("success", "requeue"))
+            >= passes + 2
+        ),
+        timeout=10,
+        message="two more passes",
+    )
+    after = control.get("canaries", "cny")["status"]
+    assert (after["abortedAt"], after["metrics"]) == (status["abortedAt"], status["metrics"])
+    assert len(control.events("cny", "Aborted")) == 1
+    assert control.canary_weight("pin") == 0
+    assert control.get("modelpins", "pin")["status"]["stable"]["revision"] == old
