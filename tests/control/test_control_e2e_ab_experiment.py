@@ -169,6 +169,54 @@ def finished_passes(control: Control, kind: str) -> float:
     )
 
 
+def start_with_60_samples(
+    ab_control: Control,
+    exporter: ControlledExporter,
+    experiment: dict[str, Any],
+    values: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """Plant the first 60 of each variant's values (150 requests each), create the pin and the
+    experiment, and return its status once those samples (and the SRM test) are analysed."""
+    name = experiment["metadata"]["name"]
+    for variant, planted in zip(("control", "treatment"), values, strict=True):
+        plant(exporter, name, variant, planted[:60])
+        assign(exporter, name, variant, 150)
+    stable_pin(ab_control, "pin")
+    ab_control.create(experiment)
+    status: dict[str, Any] = wait_for(
+        lambda: (
+            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
+            and [v.get("n") for v in s["variants"]] == [60, 60]
+            and s.get("srmPValue") is not None
+            and s
+        ),
+        timeout=30,
+        message="60 samples per variant analysed",
+    )
+    assert status["phase"] == "Running"
+    return status
+
+
+def send_the_rest(
+    ab_control: Control,
+    exporter: ControlledExporter,
+    name: str,
+    values: tuple[np.ndarray, np.ndarray],
+    requests: tuple[int, int],
+    phase: str,
+) -> dict[str, Any]:
+    """Plant all of each variant's values and its requests; the status once the phase is reached."""
+    for variant, planted, assigned in zip(("control", "treatment"), values, requests, strict=True):
+        plant(exporter, name, variant, planted)
+        assign(exporter, name, variant, assigned)
+    status: dict[str, Any] = wait_for(
+        lambda: (s := ab_control.get("abexperiments", name).get("status") or {}).get("phase") == phase and s,
+        timeout=30,
+        message=f"phase {phase}",
+    )
+    return status
+
+
 def test_operator_restarts_before_and_after_the_conclusion_and_the_winner_is_found_once(
     ab_control: Control, exporter: ControlledExporter
 ) -> None:
@@ -176,22 +224,8 @@ def test_operator_restarts_before_and_after_the_conclusion_and_the_winner_is_fou
     rng = np.random.default_rng(7)
     control_values, treatment_values = rng.normal(3.5, 1.0, 400).clip(0), rng.normal(3.9, 1.0, 400).clip(0)
     # Samples accumulate, fewer than minSamplesPerVariant yet: still Running when the operator dies.
-    plant(exporter, name, "control", control_values[:60])
-    plant(exporter, name, "treatment", treatment_values[:60])
-    assign(exporter, name, "control", 150)
-    assign(exporter, name, "treatment", 150)
-    stable_pin(ab_control, "pin")
-    ab_control.create(ab_experiment(name, promote=True))
-    running = wait_for(
-        lambda: (
-            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
-            and [v.get("n") for v in s["variants"]] == [60, 60]
-            and s
-        ),
-        timeout=30,
-        message="60 samples per variant analysed",
-    )
-    assert running["phase"] == "Running"
+    experiment = ab_experiment(name, promote=True)
+    running = start_with_60_samples(ab_control, exporter, experiment, (control_values, treatment_values))
     assert "collecting samples: 60 of 100" in running["message"]
     entry = routed_entry(ab_control)
     assert entry is not None
@@ -200,16 +234,8 @@ def test_operator_restarts_before_and_after_the_conclusion_and_the_winner_is_fou
     ab_control.restart()
 
     # The rest of the samples arrive while the fresh operator runs: it concludes, once.
-    plant(exporter, name, "control", control_values)
-    plant(exporter, name, "treatment", treatment_values)
-    assign(exporter, name, "control", 1010)
-    assign(exporter, name, "treatment", 990)
-    concluded = wait_for(
-        lambda: (
-            (s := ab_control.get("abexperiments", name).get("status") or {}).get("phase") == "Concluded" and s
-        ),
-        timeout=30,
-        message="concluded",
+    concluded = send_the_rest(
+        ab_control, exporter, name, (control_values, treatment_values), (1010, 990), "Concluded"
     )
     assert concluded["winner"] == "treatment"
     assert concluded["startTime"] == running["startTime"]  # the same experiment, not a new one
@@ -249,38 +275,16 @@ def test_operator_restarts_before_and_after_srm_and_the_experiment_is_stopped_on
     name = "abx-srm-restart"
     rng = np.random.default_rng(3)
     control_values, treatment_values = rng.normal(3.5, 1.0, 400).clip(0), rng.normal(3.5, 1.0, 400).clip(0)
-    plant(exporter, name, "control", control_values[:60])
-    plant(exporter, name, "treatment", treatment_values[:60])
-    assign(exporter, name, "control", 150)
-    assign(exporter, name, "treatment", 150)
-    stable_pin(ab_control, "pin")
-    ab_control.create(ab_experiment(name))
-    running = wait_for(
-        lambda: (
-            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
-            and [v.get("n") for v in s["variants"]] == [60, 60]
-            and s.get("srmPValue") is not None
-            and s
-        ),
-        timeout=30,
-        message="60 balanced samples per variant analysed",
+    running = start_with_60_samples(
+        ab_control, exporter, ab_experiment(name), (control_values, treatment_values)
     )
-    assert running["phase"] == "Running"
     assert condition({"status": running}, "SRMDetected")["status"] == "False"  # type: ignore[index]
     after_the_second_of(running["startTime"])
     ab_control.restart()
 
     # The imbalance (1000 vs 850 requests at 50/50 weights) arrives while the fresh operator runs.
-    plant(exporter, name, "control", control_values)
-    plant(exporter, name, "treatment", treatment_values)
-    assign(exporter, name, "control", 1000)
-    assign(exporter, name, "treatment", 850)
-    invalid = wait_for(
-        lambda: (
-            (s := ab_control.get("abexperiments", name).get("status") or {}).get("phase") == "Invalid" and s
-        ),
-        timeout=30,
-        message="SRM",
+    invalid = send_the_rest(
+        ab_control, exporter, name, (control_values, treatment_values), (1000, 850), "Invalid"
     )
     assert invalid["startTime"] == running["startTime"]  # the same experiment, not a new one
     assert invalid["srmPValue"] < 0.001
@@ -317,22 +321,8 @@ def test_a_a_test_with_a_restart_midway_never_finds_a_winner(
     name = f"abx-aa-restart-{method}"
     rng = np.random.default_rng(11)
     control_values, treatment_values = rng.normal(3.5, 1.0, 400).clip(0), rng.normal(3.5, 1.0, 400).clip(0)
-    plant(exporter, name, "control", control_values[:60])
-    plant(exporter, name, "treatment", treatment_values[:60])
-    assign(exporter, name, "control", 150)
-    assign(exporter, name, "treatment", 150)
-    stable_pin(ab_control, "pin")
-    ab_control.create(ab_experiment(name, method=method))
-    running = wait_for(
-        lambda: (
-            (s := ab_control.get("abexperiments", name).get("status") or {}).get("variants")
-            and [v.get("n") for v in s["variants"]] == [60, 60]
-            and s
-        ),
-        timeout=30,
-        message="60 samples per variant analysed",
-    )
-    assert running["phase"] == "Running"
+    experiment = ab_experiment(name, method=method)
+    running = start_with_60_samples(ab_control, exporter, experiment, (control_values, treatment_values))
     after_the_second_of(running["startTime"])
     ab_control.restart()
 

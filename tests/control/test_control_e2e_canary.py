@@ -67,6 +67,19 @@ def canary_healthy(control: Control, name: str) -> bool:
     return status.get("phase") == "Healthy" and status.get("canaryRevision") is None
 
 
+def wait_for_a_passing_measurement(control: Control, timeout: float, name: str = "cny") -> None:
+    """Until the Canary's status records one successful measurement of any metric."""
+
+    def metrics() -> list[dict[str, Any]]:
+        return list((control.get("canaries", name).get("status") or {}).get("metrics", []))
+
+    wait_for(
+        lambda: any(m["successful"] >= 1 for m in metrics()),
+        timeout=timeout,
+        message="a passing measurement",
+    )
+
+
 def test_canary_is_promoted_through_all_its_steps(control: Control, exporter: ControlledExporter) -> None:
     exporter.set("e2e_error_rate", 0.01, test="promote")
     old = stable_pin(control, "pin")
@@ -144,11 +157,7 @@ def test_canary_aborts_on_a_metric_breach_with_weight_zero_at_once(
     control.create(canary("cny", "pin", steps))
     new_revision(control, "pin")
     wait_for(lambda: control.canary_weight("pin") == 30, timeout=15, message="first step")
-    wait_for(
-        lambda: any(m["successful"] >= 1 for m in control.get("canaries", "cny")["status"]["metrics"]),
-        timeout=10,
-        message="a passing measurement",
-    )
+    wait_for_a_passing_measurement(control, timeout=10)
 
     exporter.set("e2e_error_rate", 0.5, test="abort")
     breached = time.monotonic()
@@ -179,14 +188,7 @@ def test_prometheus_outage_mid_analysis_is_an_error_and_aborts(
         metric = gauge_metric('e2e_error_rate{test="outage"}', count=30, consecutiveErrorLimit=2)
         control.create(canary("cny", "pin", [{"setWeight": 25}, {"analysis": {"metrics": [metric]}}]))
         new_revision(control, "pin")
-        wait_for(
-            lambda: any(
-                m["successful"] >= 1
-                for m in (control.get("canaries", "cny").get("status") or {}).get("metrics", [])
-            ),
-            timeout=20,
-            message="a passing measurement",
-        )
+        wait_for_a_passing_measurement(control, timeout=20)
         assert control.canary_weight("pin") == 25
         server.stop()
         wait_for(lambda: control.canary_weight("pin") == 0, timeout=15, message="abort on Error")
@@ -262,11 +264,7 @@ def test_operator_restart_during_the_abort_scale_down_delay_neither_repeats_nor_
     control.create(canary("cny", "pin", steps, abortScaleDownDelaySeconds=int(delay)))
     new_revision(control, "pin")
     wait_for(lambda: control.canary_weight("pin") == 30, timeout=15, message="first step")
-    wait_for(
-        lambda: any(m["successful"] >= 1 for m in control.get("canaries", "cny")["status"]["metrics"]),
-        timeout=10,
-        message="a passing measurement",
-    )
+    wait_for_a_passing_measurement(control, timeout=10)
 
     exporter.set("e2e_error_rate", 0.5, test="restart-abort")
     wait_for(lambda: control.canary_weight("pin") == 0, timeout=10, message="weight 0")
@@ -346,14 +344,7 @@ def test_operator_restart_during_a_prometheus_outage_keeps_counting_the_errors_i
         metric = gauge_metric('e2e_error_rate{test="outage-restart"}', count=30, consecutiveErrorLimit=limit)
         control.create(canary("cny", "pin", [{"setWeight": 25}, {"analysis": {"metrics": [metric]}}]))
         new_revision(control, "pin")
-        wait_for(
-            lambda: any(
-                m["successful"] >= 1
-                for m in (control.get("canaries", "cny").get("status") or {}).get("metrics", [])
-            ),
-            timeout=20,
-            message="a passing measurement",
-        )
+        wait_for_a_passing_measurement(control, timeout=20)
         assert control.canary_weight("pin") == 25
         server.stop()
         wait_for(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -41,24 +42,40 @@ def ceiling(control: Control) -> str:
     return str(route["modeCeiling"])
 
 
-def test_model_outage_downshifts_the_fleet_and_it_recovers(
-    control_factory: Callable[..., Control], prometheus: PrometheusServer, exporter: ControlledExporter
-) -> None:
+CREATIVE = {"name": "llama", "source": "/models/llama", "revision": "3.1.1"}
+
+
+def healthy_fleet(
+    control_factory: Callable[..., Control],
+    prometheus: PrometheusServer,
+    exporter: ControlledExporter,
+    fleet_interval: float,
+    downshift: dict[str, Any],
+) -> Control:
+    """Both models healthy on every pod (and scraped), then the operator and a stable pin of them."""
     for model in ("qwen", "llama"):
         report(exporter, model, healthy=True)
     prometheus.wait_for_sample(
         f'model_health_status{{namespace="{NS}",role="creative",pod="{PODS[1]}"}}', expect=1
     )
-    control = control_factory(prometheus.url, fleet_interval_seconds=1.0)
-    creative = {"name": "llama", "source": "/models/llama", "revision": "3.1.1"}
+    control = control_factory(prometheus.url, fleet_interval_seconds=fleet_interval)
     stable_pin(
         control,
         "pin",
         models={
             "primary": {"name": "qwen", "source": "/models/qwen", "revision": "2.5.1"},
-            "creative": creative,
+            "creative": CREATIVE,
         },
-        downshift={"unhealthyForSeconds": 2, "holdSeconds": 2},
+        downshift=downshift,
+    )
+    return control
+
+
+def test_model_outage_downshifts_the_fleet_and_it_recovers(
+    control_factory: Callable[..., Control], prometheus: PrometheusServer, exporter: ControlledExporter
+) -> None:
+    control = healthy_fleet(
+        control_factory, prometheus, exporter, 1.0, {"unhealthyForSeconds": 2, "holdSeconds": 2}
     )
     health = wait_for(
         lambda: (
@@ -117,22 +134,9 @@ def test_operator_restarts_while_downshifted_and_during_the_hold_and_acts_once_e
     """Killed while the fleet is downshifted, the fresh operator keeps the downshift (same record, no
     second Downshifted Event); killed again in the hold after the model recovers, it upshifts once,
     when holdSeconds counted from the recorded healthySince end."""
-    for model in ("qwen", "llama"):
-        report(exporter, model, healthy=True)
-    prometheus.wait_for_sample(
-        f'model_health_status{{namespace="{NS}",role="creative",pod="{PODS[1]}"}}', expect=1
-    )
-    control = control_factory(prometheus.url, fleet_interval_seconds=0.5)
-    creative = {"name": "llama", "source": "/models/llama", "revision": "3.1.1"}
     hold = 3.0
-    stable_pin(
-        control,
-        "pin",
-        models={
-            "primary": {"name": "qwen", "source": "/models/qwen", "revision": "2.5.1"},
-            "creative": creative,
-        },
-        downshift={"unhealthyForSeconds": 1, "holdSeconds": int(hold)},
+    control = healthy_fleet(
+        control_factory, prometheus, exporter, 0.5, {"unhealthyForSeconds": 1, "holdSeconds": int(hold)}
     )
     wait_for(
         lambda: len(control.get("modelpins", "pin").get("status", {}).get("modelHealth") or []) == 2,
