@@ -62,13 +62,29 @@ def load_generators(
         if pin is None:
             continue
         try:
-            path = resolve_model_path(pin.source, pin.revision, settings.models_dir, settings.pvc_root)
+            location = resolve_model_path(
+                pin.source,
+                pin.revision,
+                settings.models_dir,
+                settings.pvc_root,
+                role=role,
+                allow_unverified=settings.allow_unverified_revision,
+            )
+            if location.verified_by == "unverified":
+                log.warning(
+                    "the %s model at %s is served as revision %s UNVERIFIED "
+                    "(ARTISAN_ENSEMBLE_ALLOW_UNVERIFIED_REVISION is set)",
+                    role,
+                    location.path,
+                    pin.revision,
+                )
             generators[role] = TransformersGenerator(
                 role,
                 pin.name,
-                path,
+                location.path,
                 pin.revision,
                 source=pin.source,
+                commit=location.commit,
                 device=settings.device,
                 quantization=pin.quantization,
             )

@@ -12,6 +12,9 @@
 | ``ARTISAN_ENSEMBLE_FEEDBACK_DB``    | SQLite file of the feedback store                               |
 | ``ARTISAN_ENSEMBLE_GATEWAY_MAX_CONCURRENT`` | gateway: requests forwarded at once (default 64)  |
 | ``ARTISAN_ENSEMBLE_GATEWAY_MAX_WAITING`` | gateway: requests allowed to wait; beyond it 429 (256) |
+| ``ARTISAN_ENSEMBLE_ALLOW_UNVERIFIED_REVISION`` | load a model directory whose revision cannot be |
+|                                     | checked against the pin (default false: refused; see          |
+|                                     | ``backends/transformers_backend.py``)                         |
 | ``ARTISAN_ENSEMBLE_POLICY_DIR``     | the trainer's checkpoint directory (the ModelPin policy's PVC)   |
 | ``ARTISAN_ENSEMBLE_POLICY_CHECKPOINT`` | with POLICY_DIR: ``best``, ``latest`` or ``step-N`` (default  |
 |                                     | best); without it: a checkpoint file or directory path          |
@@ -47,6 +50,8 @@ class EnsembleSettings(BaseSettings):
     config_path: Path | None = None
     profile: Profile = "prod"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    allow_unverified_revision: bool = False
+    """Serve a model directory with no revision sub-directory, marker or hub snapshot (the pin unchecked)."""
     routing_dir: Path | None = None
     routing_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)

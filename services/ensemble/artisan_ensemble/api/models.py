@@ -145,6 +145,9 @@ class ModelOut(ApiModel):
     role: str
     name: str
     revision: str
+    """The pinned revision (as the ModelPin names it)."""
+    commit: str | None = None
+    """The commit sha actually loaded, when known (a Hugging Face cache snapshot)."""
     source: str
     device: str
     parameters: int

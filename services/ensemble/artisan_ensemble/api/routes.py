@@ -249,6 +249,7 @@ async def list_models(service: Service, rt: Runtime) -> ModelsResponse:
                 role=role,
                 name=info.name,
                 revision=info.revision,
+                commit=info.commit,
                 source=info.source,
                 device=info.device,
                 parameters=info.parameters,

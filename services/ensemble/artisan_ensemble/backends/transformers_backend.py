@@ -1,6 +1,6 @@
 """A causal LM loaded from a local directory with transformers (never downloads).
 
-Where a model is looked for (``resolve_model_path``):
+Where a model is looked for (``resolve_model_path``): first the directory named by ``source``,
 
 | ``source``                 | directory                                     |
 |----------------------------|-----------------------------------------------|
@@ -8,16 +8,44 @@ Where a model is looked for (``resolve_model_path``):
 | ``pvc://claim/sub/dir``    | ``<pvc_root>/claim/sub/dir`` (the operator mounts claims there) |
 | ``relative/dir``           | ``<models_dir>/relative/dir``                 |
 
-If that directory has a sub-directory named after the pinned revision, it is used. If it holds an
-``artisan-revision`` file, its content must equal the pinned revision (a mismatch fails loading, so
-the pod never turns ready serving the wrong weights).
+then, inside it, the files of the pinned ``revision``. The pin is enforced: a directory whose
+revision cannot be verified is refused (``ModelLoadError``), so a pod never turns ready serving
+weights of another revision than the one it reports.
+
+| that directory holds                    | files loaded from    | the revision is verified by          |
+|-----------------------------------------|----------------------|--------------------------------------|
+| ``snapshots/`` (a hub cache repo folder) | ``snapshots/<sha>/`` | the snapshot's commit sha (below)    |
+| a sub-directory named ``<revision>``    | ``<revision>/``      | its name (its ``artisan-revision``   |
+|                                         |                      | file, if any, must match too)        |
+| an ``artisan-revision`` file (one line) | the directory itself | the file equals the revision         |
+| none of these                           | refused              | nothing: loaded only when            |
+|                                         |                      | ``ALLOW_UNVERIFIED_REVISION`` is set |
+
+(The setting is ``ARTISAN_ENSEMBLE_ALLOW_UNVERIFIED_REVISION``, default false.) A mismatching
+``artisan-revision`` file is refused whatever the setting.
+
+The Hugging Face cache form is what ``huggingface-cli download`` / ``snapshot_download`` write
+under ``$HF_HOME/hub``: ``source`` points at the repo folder itself (``models--Qwen--Qwen2.5-7B``;
+its name does not matter, ``snapshots/`` does), not at the cache root. ``revision`` is resolved
+by ``resolve_hf_snapshot``:
+
+| ``revision``                         | snapshot                                         |
+|--------------------------------------|--------------------------------------------------|
+| 40 hex chars (a full commit sha)     | ``snapshots/<revision>``, which must exist       |
+| a ref name (``main``, ``v1.0``,      | ``snapshots/<sha>`` where ``refs/<revision>``    |
+| ``refs/pr/1``) with a ``refs/`` file | holds ``<sha>`` (checked before sha prefixes, as git does) |
+| 7 to 39 hex chars                    | the one snapshot whose sha starts with it;       |
+|                                      | several: refused as ambiguous                    |
+| anything else                        | refused, naming the refs and snapshots present   |
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +65,8 @@ from artisan_ensemble.ensemble.ports import (
 hf: Any = transformers
 
 REVISION_FILE = "artisan-revision"
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+SHA_PREFIX = re.compile(r"[0-9a-f]{7,39}")
 Device = Literal["auto", "cpu", "cuda"]
 
 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -47,25 +77,114 @@ class ModelLoadError(RuntimeError):
     pass
 
 
-def resolve_model_path(source: str, revision: str, models_dir: Path | None, pvc_root: Path) -> Path:
+def _source_directory(source: str, models_dir: Path | None, pvc_root: Path) -> Path:
     if source.startswith("pvc://"):
-        path = pvc_root / source.removeprefix("pvc://")
-    elif Path(source).is_absolute():
-        path = Path(source)
-    elif models_dir is not None:
-        path = models_dir / source
-    else:
-        raise ModelLoadError(f"model source {source!r} is relative but no models directory is configured")
-    if (path / revision).is_dir():
-        path = path / revision
+        return pvc_root / source.removeprefix("pvc://")
+    if Path(source).is_absolute():
+        return Path(source)
+    if models_dir is not None:
+        return models_dir / source
+    raise ModelLoadError(f"model source {source!r} is relative but no models directory is configured")
+
+
+def _is_safe_name(revision: str) -> bool:
+    """A revision used as a path below the model directory must stay below it."""
+    parts = revision.split("/")
+    return bool(revision) and not revision.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
+def resolve_hf_snapshot(repo: Path, revision: str) -> tuple[Path, str]:
+    """The snapshot directory and commit sha of ``revision`` in a hub cache repo folder (the table
+    in the module docstring). Raises ``ModelLoadError`` saying what is there when it cannot.
+
+    Hand-written on purpose: huggingface_hub's offline ``snapshot_download(local_files_only=True)``
+    needs the folder to be named ``models--<org>--<name>`` under a cache root (a claim mounted at
+    the repo folder is not) and knows no sha prefixes; ``scan_cache_dir`` scans the whole root and
+    drops a repo as corrupted when any ref (say a newer ``main``) points to a missing snapshot.
+    """
+    snapshots = repo / "snapshots"
+    if FULL_SHA.fullmatch(revision):
+        if (snapshots / revision).is_dir():
+            return snapshots / revision, revision
+        raise ModelLoadError(f"{repo}: commit {revision} is not downloaded ({_hf_contents(repo)})")
+    ref = repo / "refs" / revision
+    if _is_safe_name(revision) and ref.is_file():
+        sha = ref.read_text(encoding="utf-8").strip()
+        if FULL_SHA.fullmatch(sha) and (snapshots / sha).is_dir():
+            return snapshots / sha, sha
+        raise ModelLoadError(f"{repo}: ref {revision!r} points to {sha!r}, which has no snapshot")
+    if SHA_PREFIX.fullmatch(revision):
+        matches = sorted(p.name for p in _snapshot_dirs(snapshots) if p.name.startswith(revision))
+        if len(matches) == 1:
+            return snapshots / matches[0], matches[0]
+        if matches:
+            raise ModelLoadError(
+                f"{repo}: revision {revision!r} is ambiguous, it prefixes {', '.join(matches)}; "
+                "pin more hex digits"
+            )
+    raise ModelLoadError(
+        f"{repo}: revision {revision!r} is neither a ref nor a downloaded commit ({_hf_contents(repo)})"
+    )
+
+
+def _snapshot_dirs(snapshots: Path) -> list[Path]:
+    return [p for p in snapshots.iterdir() if p.is_dir() and FULL_SHA.fullmatch(p.name)]
+
+
+def _hf_contents(repo: Path) -> str:
+    refs_dir = repo / "refs"
+    refs = sorted(p.relative_to(refs_dir).as_posix() for p in refs_dir.rglob("*") if p.is_file())
+    shas = sorted(p.name for p in _snapshot_dirs(repo / "snapshots"))
+    return f"refs: {', '.join(refs) or 'none'}; snapshots: {', '.join(shas) or 'none'}"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a pinned model's files are, and how its revision was checked."""
+
+    path: Path
+    verified_by: Literal["hf-snapshot", "revision-dir", "marker", "unverified"]
+    commit: str | None = None
+    """The Hugging Face commit sha when loaded from a hub cache snapshot."""
+
+
+def resolve_model_path(
+    source: str,
+    revision: str,
+    models_dir: Path | None,
+    pvc_root: Path,
+    *,
+    role: str = "model",
+    allow_unverified: bool = False,
+) -> ModelLocation:
+    """The directory of ``source`` at the pinned ``revision`` (the tables in the module docstring)."""
+    path = _source_directory(source, models_dir, pvc_root)
     if not path.is_dir():
-        raise ModelLoadError(f"model directory {path} does not exist (source {source!r})")
+        raise ModelLoadError(f"{role} model directory {path} does not exist (source {source!r})")
+    if (path / "snapshots").is_dir():
+        try:
+            snapshot, commit = resolve_hf_snapshot(path, revision)
+        except ModelLoadError as error:
+            raise ModelLoadError(f"{role} model (source {source!r}): {error}") from None
+        return ModelLocation(snapshot, "hf-snapshot", commit)
+    verified_by: Literal["revision-dir", "marker", "unverified"] = "unverified"
+    if _is_safe_name(revision) and (path / revision).is_dir():
+        path, verified_by = path / revision, "revision-dir"
     marker = path / REVISION_FILE
     if marker.is_file():
         found = marker.read_text(encoding="utf-8").strip()
         if found != revision:
-            raise ModelLoadError(f"{path}: holds revision {found!r} but the pin asks for {revision!r}")
-    return path
+            raise ModelLoadError(f"{path}: holds revision {found!r} but the {role} pin asks for {revision!r}")
+        verified_by = "marker" if verified_by == "unverified" else verified_by
+    if verified_by == "unverified" and not allow_unverified:
+        raise ModelLoadError(
+            f"{role} model: cannot verify that {path} (source {source!r}) holds the pinned revision "
+            f"{revision!r}: it has no {revision!r} sub-directory, no {REVISION_FILE} file and no "
+            f"Hugging Face snapshots/. Write the revision into {path / REVISION_FILE}, point the source "
+            f"at a hub cache folder (models--<org>--<name>), or set "
+            f"ARTISAN_ENSEMBLE_ALLOW_UNVERIFIED_REVISION=true to serve it unchecked"
+        )
+    return ModelLocation(path, verified_by)
 
 
 class _Deadline(hf.StoppingCriteria):  # type: ignore[misc]
@@ -122,6 +241,7 @@ class TransformersGenerator:
         revision: str,
         *,
         source: str | None = None,
+        commit: str | None = None,
         device: Device = "auto",
         quantization: Literal["none", "8bit", "4bit"] = "none",
     ) -> None:
@@ -155,6 +275,7 @@ class TransformersGenerator:
             revision=revision,
             source=source or str(path),
             device=self.device,
+            commit=commit,
             parameters=sum(p.numel() for p in self.model.parameters()),
         )
         # Tokenizers are not safe to share between threads while encoding; models are in inference.

@@ -26,6 +26,8 @@ class ModelInfo:
     source: str
     device: str
     parameters: int
+    commit: str | None = None
+    """The commit sha actually loaded, when known (a hub cache snapshot); ``revision`` is the pin's."""
 
 
 FinishReason = Literal["stop", "length"]
