@@ -368,6 +368,7 @@ def test_formulas_models_health_and_metrics(client: TestClient) -> None:
     models = client.get("/v1/models").json()
     assert {m["role"] for m in models["models"]} == {"primary", "validator", "creative"}
     assert models["modes"]["fast"]["maxNewTokens"] == 8
+    assert isinstance(models["modes"]["fast"]["maxNewTokens"], int)  # a token count, not 8.0
     assert models["formulaPolicy"] == "heuristic"
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").json()["ready"] is True

@@ -158,7 +158,7 @@ class ModelOut(ApiModel):
 class ModelsResponse(ApiModel):
     models: list[ModelOut]
     formula_policy: str
-    modes: dict[str, dict[str, float]]
+    modes: dict[str, dict[str, int | float]]
 
 
 class FaultRequest(ApiModel):
