@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from artisan_common.serving import DownshiftPolicy
-from artisan_operator.api.model_pin import ModelsSpec
+from artisan_common.serving import DownshiftPolicy, ModelsSpec
 from artisan_operator.policy import fleet_health as module
 from artisan_operator.policy.fleet_health import FleetObservation, FleetPlan, assess_fleet, parse_manual
 

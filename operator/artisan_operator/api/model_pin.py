@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from artisan_common.model import ApiModel
-from artisan_common.serving import DownshiftPolicy, Mode, ModesSpec, TrafficMix
+from artisan_common.serving import DownshiftPolicy, Mode, ModelsSpec, ModesSpec, TrafficMix
 from artisan_operator.api.common import Condition, LocalObjectReference, ResourcesSpec, SchedulingSpec
 
 KIND = "ModelPin"
@@ -29,26 +29,6 @@ EMERGENCY_STOPPED = "EmergencyStopped"
 MODEL_UNHEALTHY = "ModelUnhealthy"
 MANUAL_DOWNSHIFT = "ManualDownshift"
 RECOVERED = "Recovered"
-
-
-class ModelRef(ApiModel):
-    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    """Model name (the role it plays is the key it sits under)."""
-    source: str = Field(min_length=1, max_length=1024)
-    """A local path in the image, or pvc://<claim>/<path> for a model on a PersistentVolumeClaim."""
-    revision: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
-    """Pinned revision; loaded with local_files_only, never downloaded."""
-    quantization: Literal["none", "8bit", "4bit"] = "none"
-    """Weight quantization on GPU (bitsandbytes)."""
-
-
-class ModelsSpec(ApiModel):
-    primary: ModelRef
-    """Text → structured brief (the "Qwen" role). Required."""
-    validator: ModelRef | None = None
-    """Schema, units and IFRA checks (the "Mistral" role); rule-based when unset."""
-    creative: ModelRef | None = None
-    """Evocative hints (the "Llama" role); template-based when unset."""
 
 
 class PolicySpec(ApiModel):

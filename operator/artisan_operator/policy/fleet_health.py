@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from artisan_common.model import parse_duration
-from artisan_common.serving import MODES, DownshiftPolicy, Mode
+from artisan_common.serving import MODES, DownshiftPolicy, Mode, ModelsSpec
 from artisan_operator.api.common import Condition
 from artisan_operator.api.model_pin import (
     DOWNSHIFTED,
@@ -46,7 +46,6 @@ from artisan_operator.api.model_pin import (
     RECOVERED,
     DownshiftRecord,
     ModelHealth,
-    ModelsSpec,
 )
 from artisan_operator.policy.conditions import ConditionStatus, set_condition
 from artisan_operator.policy.plan import EventNote

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from artisan_common.mappings import deep_merge
 from artisan_common.model import ApiModel
-from artisan_common.serving import DownshiftPolicy, ModesSpec, TrafficMix
+from artisan_common.serving import DownshiftPolicy, ModelRef, ModelsSpec, ModesSpec, TrafficMix
 from artisan_common.training import CurationSpec
 
 Profile = Literal["dev", "staging", "prod"]
@@ -77,17 +77,9 @@ class ServiceConfig(ApiModel):
     curation: CurationSpec = Field(default_factory=CurationSpec)
 
 
-class PinnedModel(ApiModel):
-    name: str = Field(min_length=1, max_length=63)
-    source: str = Field(min_length=1, max_length=1024)
-    revision: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
-    quantization: Literal["none", "8bit", "4bit"] = "none"
-
-
-class PinnedModels(ApiModel):
-    primary: PinnedModel
-    validator: PinnedModel | None = None
-    creative: PinnedModel | None = None
+PinnedModel = ModelRef
+"""One pinned model, exactly as the ModelPin's ``spec.models`` holds it."""
+PinnedModels = ModelsSpec
 
 
 class PinConfig(ApiModel):

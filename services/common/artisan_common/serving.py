@@ -116,3 +116,26 @@ class DownshiftPolicy(ApiModel):
     """Fleet downshift: share of pods on which a model must be down."""
     unhealthy_for_seconds: int = Field(default=60, ge=0)
     """Fleet downshift: how long that share must hold before the fleet's ceiling is lowered."""
+
+
+# --- the pinned models (ModelPin spec.models; the ensemble reads the same shape) -------------------
+
+
+class ModelRef(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """Model name (the role it plays is the key it sits under)."""
+    source: str = Field(min_length=1, max_length=1024)
+    """A local path in the image, or pvc://<claim>/<path> for a model on a PersistentVolumeClaim."""
+    revision: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    """Pinned revision; loaded with local_files_only, never downloaded."""
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    """Weight quantization on GPU (bitsandbytes)."""
+
+
+class ModelsSpec(ApiModel):
+    primary: ModelRef
+    """Text → structured brief (the "Qwen" role). Required."""
+    validator: ModelRef | None = None
+    """Schema, units and IFRA checks (the "Mistral" role); rule-based when unset."""
+    creative: ModelRef | None = None
+    """Evocative hints (the "Llama" role); template-based when unset."""
