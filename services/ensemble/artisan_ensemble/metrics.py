@@ -7,9 +7,16 @@ Names: ``artisan_*`` with base units, plus the seeds' names the users' dashboard
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from artisan_ensemble.ensemble.admission import AdmissionController
+from artisan_ensemble.ensemble.ports import FinishReason, TokenUsage
+
+ChatOutcome = FinishReason | Literal["error"]
+"""How a chat completion ended: the model's finish_reason, or ``error`` (no answer, or a cut stream)."""
+CHAT_OUTCOMES: tuple[ChatOutcome, ...] = ("stop", "length", "error")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 12, 20, 30, 60)
 MS_BUCKETS = tuple(b * 1000 for b in LATENCY_BUCKETS)
@@ -80,14 +87,15 @@ class EnsembleMetrics(QueueMetrics):
         )
         self.end_to_end = Histogram(
             "artisan_request_end_to_end_seconds",
-            "Brief request time from admission to answer, by endpoint.",
+            "Request time from arrival to the whole answer, by endpoint (briefs, chat_completions);"
+            " answered requests only.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.queue_wait = Histogram(
             "artisan_queue_wait_seconds",
-            "Time requests waited for a generation slot.",
+            "Time requests (briefs and chat completions: one shared queue) waited for a generation slot.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -98,6 +106,29 @@ class EnsembleMetrics(QueueMetrics):
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # vLLM's prompt/generation token counters; model = the role, as on the other per-model series.
+        self.prompt_tokens = Counter(
+            "artisan_prompt_tokens_total",
+            "Prompt tokens read (the model's tokenizer's count), by model role; backends that cannot"
+            " count add nothing.",
+            ["model"],
+            registry=r,
+        )
+        self.generation_tokens = Counter(
+            "artisan_generation_tokens_total",
+            "Tokens generated (prompt excluded, a final EOS included), by model role; backends that"
+            " cannot count add nothing.",
+            ["model"],
+            registry=r,
+        )
+        self.chat_completions = Counter(
+            "artisan_chat_completions_total",
+            "Chat completions by how they ended: stop, length, or error (a failed call or stream).",
+            ["finish_reason"],
+            registry=r,
+        )
+        for outcome in CHAT_OUTCOMES:  # every series from 0, so rate() and ratios work from the start
+            self.chat_completions.labels(finish_reason=outcome)
         self.model_health = Gauge(
             "model_health_status",
             "1 when the pinned model's breaker lets calls through, else 0; one series per pinned role"
@@ -167,6 +198,19 @@ class EnsembleMetrics(QueueMetrics):
         self._formulas_compliant = 0
         self._feedback_seen = 0
         self._feedback_accepted = 0
+
+    def record_usage(self, model: str, usage: TokenUsage | None) -> None:
+        """Count one generation's tokens; ``None`` (no tokenizer) counts nothing, never an estimate."""
+        if usage is None:
+            return
+        self.prompt_tokens.labels(model=model).inc(usage.prompt_tokens)
+        self.generation_tokens.labels(model=model).inc(usage.completion_tokens)
+
+    def record_chat(self, outcome: ChatOutcome, seconds: float | None = None) -> None:
+        """One chat completion's outcome and, for an answered one, its end-to-end time."""
+        self.chat_completions.labels(finish_reason=outcome).inc()
+        if seconds is not None:
+            self.end_to_end.labels(endpoint="chat_completions").observe(seconds)
 
     def record_formula(self, raw_compliant: bool) -> None:
         self._formulas_seen += 1

@@ -214,6 +214,8 @@ class EnsembleService:
         breaker.record_success()
         self.metrics.model_calls.labels(model=role, result="ok").inc()
         self.metrics.brief_latency.labels(mode=mode, model=role).observe(self.clock() - started)
+        # Every served generation is counted here, the brief pipeline's calls included.
+        self.metrics.record_usage(role, output.usage)
         return output
 
     # ---- active probes -----------------------------------------------------------------------------
@@ -646,6 +648,8 @@ class EnsembleService:
                 if first and isinstance(value, str):
                     self.metrics.time_to_first_token.labels(model="primary").observe(self.clock() - started)
                     first = False
+                if isinstance(value, Generation):  # generated already: counted even if the client leaves
+                    self.metrics.record_usage("primary", value.usage)
                 assert isinstance(value, str | Generation)
                 yield value
         except Exception as error:

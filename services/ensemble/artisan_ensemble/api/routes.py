@@ -296,12 +296,17 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
     model_name = service.generators["primary"].info.name
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    metrics = service.metrics
+    started = service.clock()
     if not body.stream:
-        async with service.admit():
+        async with service.admit() as ticket:
+            metrics.queue_wait.observe(ticket.queued_seconds)
             try:
                 result = await service.complete("primary", generation(time.monotonic()), "fast")
             except ModelCallError as error:
+                metrics.record_chat("error")
                 raise UnavailableError(str(error), service.retry_after("primary")) from error
+        metrics.record_chat(result.finish_reason, service.clock() - started)
         return JSONResponse(
             {
                 "id": completion_id,
@@ -318,12 +323,14 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
                 "usage": _usage(result.usage),
             }
         )
-    await service.admission.acquire()  # 429 when the queue is full
+    ticket = await service.admission.acquire()  # 429 when the queue is full
+    metrics.queue_wait.observe(ticket.queued_seconds)
     release = service.admission.releaser()
     try:
         service.check_chat_stream()
     except ModelCallError as error:
         release()
+        metrics.record_chat("error")
         raise UnavailableError(str(error), service.retry_after("primary")) from error
     request = generation(time.monotonic())
     include_usage = body.stream_options is not None and body.stream_options.include_usage
@@ -354,9 +361,13 @@ async def chat_completions(body: ChatCompletionRequest, service: Service) -> Res
                     else:
                         yield chunk({"content": item}, None)
             except ModelCallError as error:  # failed after the 200 was sent: all SSE can still say
+                metrics.record_chat("error")
                 yield f"data: {json.dumps({'error': {'message': str(error)}})}\n\n".encode()
             else:
-                yield chunk({}, result.finish_reason if result is not None else "stop")
+                finish = result.finish_reason if result is not None else "stop"
+                # Generation is over: its end-to-end time stops here, not when the client reads the end.
+                metrics.record_chat(finish, service.clock() - started)
+                yield chunk({}, finish)
                 if include_usage:
                     yield event([], _usage(result.usage if result is not None else None))
             yield b"data: [DONE]\n\n"
