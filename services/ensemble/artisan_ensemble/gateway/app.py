@@ -29,6 +29,11 @@ from artisan_ensemble.settings import EnsembleSettings
 
 FORWARDED_HEADERS = ("content-type", "retry-after")
 MAX_BODY_BYTES = 65_536
+FORWARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"description": "the gateway's (or the fleet's) queue is full; see Retry-After"},
+    503: {"description": "no routing table loaded, or the chosen fleet unreachable; see Retry-After"},
+}
+"""What every forwarding route may answer besides the fleet's own responses (relayed as they are)."""
 
 
 @dataclass
@@ -120,12 +125,12 @@ def create_gateway_app(
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/routing", tags=["gateway"])
+    @router.get("/v1/routing", tags=["gateway"], responses={503: FORWARD_RESPONSES[503]})
     async def routing() -> dict[str, Any]:
         """The routing table in force (as loaded from the ConfigMap)."""
         return runtime.table().to_wire()
 
-    @router.post("/v1/briefs", tags=["gateway"], responses={503: {"description": "no route"}})
+    @router.post("/v1/briefs", tags=["gateway"], responses=FORWARD_RESPONSES)
     async def briefs(body: BriefRequest, request: Request) -> Response:
         """Assign the user, forward to the chosen ensemble fleet and record the variant's statistics."""
         requested = body.mode if "mode" in body.model_fields_set else None
@@ -152,12 +157,12 @@ def create_gateway_app(
             )
         return relay(upstream, decision)
 
-    @router.post("/v1/formulas", tags=["gateway"])
+    @router.post("/v1/formulas", tags=["gateway"], responses=FORWARD_RESPONSES)
     async def formulas(body: FormulaRequest) -> Response:
         decision = decide_route(runtime.table(), _user_key(None), None)
         return relay(await forward(decision, "/v1/formulas", body.to_wire()), decision)
 
-    @router.post("/v1/feedback", tags=["gateway"])
+    @router.post("/v1/feedback", tags=["gateway"], responses=FORWARD_RESPONSES)
     async def feedback(body: FeedbackRequest) -> Response:
         """Forward to the user's fleet, tagged with the user's variant; rating and reward statistics."""
         table = runtime.table()
@@ -171,7 +176,7 @@ def create_gateway_app(
             metrics.observe(decision.experiment, decision.variant, "reward", reward)
         return relay(upstream, decision)
 
-    @router.post("/v1/chat/completions", tags=["gateway"])
+    @router.post("/v1/chat/completions", tags=["gateway"], responses=FORWARD_RESPONSES)
     async def chat(body: ChatCompletionRequest) -> Response:
         """OpenAI-compatible pass-through to the stable (or canary) fleet; SSE streams are relayed."""
         decision = decide_route(runtime.table(), _user_key(None), None)
