@@ -318,6 +318,19 @@ def test_heuristic_formula_is_deterministic_and_ifra_compliant(catalog: Ingredie
     assert any(catalog.get(i).tier == "base" for i in formula)
 
 
+def test_heuristic_formula_depends_on_relative_weights_only(catalog: IngredientCatalog) -> None:
+    # Found by the schema fuzzer: weights this small used to underflow to an all-zero formula (500).
+    def brief(citrus: float, woody: float) -> Brief:
+        return Brief(
+            style="fresh", intensity=0.5, complexity=0.5, note_families={"citrus": citrus, "woody": woody}
+        )
+
+    tiny = heuristic_formula(brief(5e-324, 5e-324), catalog)
+    assert sum(tiny.values()) == pytest.approx(1.0, abs=1e-4)
+    assert tiny == heuristic_formula(brief(1.0, 1.0), catalog)
+    assert heuristic_formula(brief(0.2, 0.1), catalog) == heuristic_formula(brief(1.0, 0.5), catalog)
+
+
 def test_projection_caps_restricted_ingredients(catalog: IngredientCatalog) -> None:
     restricted = catalog.restricted()[0]
     raw = {restricted.id: 0.9, catalog.ids[-1]: 0.1}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from artisan_common.model import ApiModel
 
@@ -33,6 +33,8 @@ Style = Literal[
 STYLES: tuple[Style, ...] = get_args(Style)
 
 Language = Literal["ko", "en"]
+FamilyWeight = Annotated[float, Field(gt=0, le=1)]
+"""A note family's preference weight, in (0, 1] (in the OpenAPI schema too, so clients see the range)."""
 BriefSource = Literal["model", "model-retry", "keywords", "cache"]
 
 
@@ -45,18 +47,10 @@ class Brief(ApiModel):
     """0 = a whisper, 1 = loud and long-lasting."""
     complexity: float = Field(ge=0, le=1)
     """0 = a few notes, 1 = many layered notes."""
-    note_families: dict[NoteFamily, float] = Field(min_length=1, max_length=len(NOTE_FAMILIES))
+    note_families: dict[NoteFamily, FamilyWeight] = Field(min_length=1, max_length=len(NOTE_FAMILIES))
     """Preference weight (0-1] per note family; at least one family."""
     language: Language = "en"
     """Language of the user's text."""
-
-    @field_validator("note_families")
-    @classmethod
-    def _weights_in_range(cls, value: dict[NoteFamily, float]) -> dict[NoteFamily, float]:
-        for family, weight in value.items():
-            if not 0 < weight <= 1:
-                raise ValueError(f"weight of {family} must be in (0, 1], got {weight}")
-        return value
 
     def ranked_families(self) -> list[NoteFamily]:
         """Families from the most to the least wanted (ties broken by name, so it is deterministic)."""

@@ -101,6 +101,10 @@ def heuristic_formula(brief: Brief, catalog: IngredientCatalog) -> dict[str, flo
     weights: dict[str, float] = {f: w for f, w in brief.note_families.items() if f in catalog.families}
     if not weights:
         weights = {catalog.families[0]: 1.0}
+    # Only relative weights matter; scaled so the top family weighs 1, a tiny weight (e.g. 5e-324)
+    # cannot underflow to an all-zero formula.
+    top_weight = max(weights.values())
+    weights = {f: w / top_weight for f, w in weights.items()}
     count = 4 + round(8 * brief.complexity)
     slots = _allocate_slots(weights, count)
     raw: dict[str, float] = {}
