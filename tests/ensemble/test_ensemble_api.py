@@ -352,7 +352,11 @@ def test_feedback_is_curated_then_stored(client: TestClient) -> None:
     assert client.post("/v1/feedback", json=unsafe).json()["reason"] == "ifra_noncompliant"
     unknown = client.post("/v1/feedback", json={**good, "sampleId": "s-3", "formula": {"unobtainium": 1.0}})
     assert unknown.status_code == 422
-    assert unknown.json()["detail"]["field"] == "formula"
+    assert unknown.json()["field"] == "formula"
+    not_json = client.post("/v1/feedback", content=b"{not json", headers={"content-type": "application/json"})
+    assert not_json.status_code in (400, 422)
+    assert set(not_json.json()) >= {"error"}  # the same shape as every other error
+    assert client.get("/v1/nowhere").json() == {"error": "Not Found"}
     store = client.app.state.runtime.store  # type: ignore[attr-defined]
     assert store.counts() == {"accepted": 1, "response_too_fast": 1, "ifra_noncompliant": 1}
     metrics = client.get("/metrics").text

@@ -1,4 +1,9 @@
-"""Error responses that name the field (422), and the Retry-After answers (429, 503)."""
+"""Error responses that name the field (422), and the Retry-After answers (429, 503).
+
+Every error body has the same shape, ``{"error": "<field>: <message>", "field": ...}`` (``field``
+where one is to blame), whether FastAPI's validation, a route's own ``HTTPException`` or
+Starlette (a body that is not JSON, an unknown route) raised it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from artisan_ensemble.ensemble.admission import OverloadedError
 
@@ -47,6 +53,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 "errors": errors,
             },
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail
+        content = dict(detail) if isinstance(detail, dict) and "error" in detail else {"error": str(detail)}
+        return JSONResponse(status_code=error.status_code, content=content, headers=error.headers)
 
     @app.exception_handler(OverloadedError)
     async def _overloaded(request: Request, error: OverloadedError) -> JSONResponse:
