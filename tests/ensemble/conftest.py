@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from artisan_common.catalog import IngredientCatalog, load_catalog
+from artisan_ensemble.app import create_app
+from artisan_ensemble.backends.tiny import TINY_REVISION
 from artisan_ensemble.ensemble.config import ServiceConfig, resolve_config
 from artisan_ensemble.ensemble.ports import GenerationRequest, ModelInfo
+from artisan_ensemble.settings import EnsembleSettings
 
 GOOD_BRIEF = json.dumps(
     {"style": "citrus", "intensity": 0.4, "complexity": 0.5, "noteFamilies": {"citrus": 0.9, "fresh": 0.6}}
@@ -108,6 +112,34 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-models")
     assert main(["make-tiny-models", str(directory)]) == 0
     return directory
+
+
+def pin_file(tmp_path: Path, models: Path, primary_revision: str = TINY_REVISION) -> Path:
+    pin = {
+        "models": {
+            "primary": {"name": "qwen", "source": "primary", "revision": primary_revision},
+            "validator": {"name": "mistral", "source": str(models / "validator"), "revision": TINY_REVISION},
+            "creative": {"name": "llama", "source": "creative", "revision": TINY_REVISION},
+        },
+        "modes": {
+            "fast": {"maxNewTokens": 6},
+            "balanced": {"maxNewTokens": 6},
+            "creative": {"maxNewTokens": 6},
+        },
+        "replicas": 2,
+    }
+    path = tmp_path / "pin.json"
+    path.write_text(json.dumps(pin))
+    return path
+
+
+@pytest.fixture
+def tiny_client(tiny_models: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = EnsembleSettings(
+        models_dir=tiny_models, pin_config=pin_file(tmp_path, tiny_models), device="cpu", profile="dev"
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:

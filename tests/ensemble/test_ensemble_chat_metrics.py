@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from artisan_common.catalog import IngredientCatalog
-from artisan_ensemble.app import create_app
-from artisan_ensemble.settings import EnsembleSettings
 
 from .conftest import FakeClock, fake_generators
 from .test_ensemble_api import make_app
-from .test_ensemble_tiny_models import pin_file
 
 CHAT = {"messages": [{"role": "user", "content": "a fresh citrus scent"}]}
 
@@ -38,15 +32,6 @@ def chat_stream(client: TestClient, request: dict[str, Any]) -> list[dict[str, A
         data = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
     return [json.loads(d) for d in data[:-1]]
-
-
-@pytest.fixture
-def tiny_client(tiny_models: Path, tmp_path: Path) -> Iterator[TestClient]:
-    settings = EnsembleSettings(
-        models_dir=tiny_models, pin_config=pin_file(tmp_path, tiny_models), device="cpu", profile="dev"
-    )
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def test_token_and_finish_reason_counters_add_up_the_answers_usage(tiny_client: TestClient) -> None:

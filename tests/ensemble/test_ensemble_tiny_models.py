@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +20,14 @@ from artisan_ensemble.backends.transformers_backend import TransformersGenerator
 from artisan_ensemble.ensemble.ports import Generation, GenerationRequest, TokenUsage
 from artisan_ensemble.settings import EnsembleSettings
 
-from .conftest import fast_config
+from .conftest import fast_config, pin_file
 
 hf: Any = transformers
 
 
-def pin_file(tmp_path: Path, models: Path, primary_revision: str = TINY_REVISION) -> Path:
-    pin = {
-        "models": {
-            "primary": {"name": "qwen", "source": "primary", "revision": primary_revision},
-            "validator": {"name": "mistral", "source": str(models / "validator"), "revision": TINY_REVISION},
-            "creative": {"name": "llama", "source": "creative", "revision": TINY_REVISION},
-        },
-        "modes": {
-            "fast": {"maxNewTokens": 6},
-            "balanced": {"maxNewTokens": 6},
-            "creative": {"maxNewTokens": 6},
-        },
-        "replicas": 2,
-    }
-    path = tmp_path / "pin.json"
-    path.write_text(json.dumps(pin))
-    return path
-
-
 @pytest.fixture
-def client(tiny_models: Path, tmp_path: Path) -> Iterator[TestClient]:
-    settings = EnsembleSettings(
-        models_dir=tiny_models, pin_config=pin_file(tmp_path, tiny_models), device="cpu", profile="dev"
-    )
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+def client(tiny_client: TestClient) -> TestClient:
+    return tiny_client
 
 
 def test_pinned_tiny_models_load_and_report(client: TestClient) -> None:
