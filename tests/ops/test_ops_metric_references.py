@@ -57,6 +57,9 @@ KNOWN_METRICS = HISTOGRAMS | {
     "data_curation_acceptance_rate",
     "artisan_gpu_memory_used_bytes",
     "artisan_gpu_memory_total_bytes",
+    "artisan_prompt_tokens_total",
+    "artisan_generation_tokens_total",
+    "artisan_chat_completions_total",
     # gateway
     "artisan_variant_observations_total",
     "artisan_variant_sum_total",
