@@ -23,7 +23,6 @@ from artisan_operator.cluster.client import (
     MERGE_PATCH,
     ApiException,
     ClusterClient,
-    decode,
     discard,
     unvalidated,
 )
@@ -120,15 +119,6 @@ def applied_hash(manifest: Manifest) -> str | None:
     return str(value) if value is not None else None
 
 
-def _read(ops: ChildOperations, name: str, namespace: str, timeout: float) -> Manifest | None:
-    try:
-        return decode(ops.read(name, namespace, _preload_content=False, _request_timeout=timeout))
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def apply_child(
     cluster: ClusterClient,
     child: EnsureChild,
@@ -148,7 +138,7 @@ def apply_child(
     name, namespace, kind = child.name, desired["metadata"]["namespace"], child.kind
     ops = child_operations(cluster, kind)
     timeout = cluster.request_timeout
-    existing = None if expect_missing or create_only else _read(ops, name, namespace, timeout)
+    existing = None if expect_missing or create_only else cluster.read(ops.read, name, namespace)
     if existing is None:
         try:
             discard(ops.create(namespace, desired, _preload_content=False, _request_timeout=timeout))
@@ -159,7 +149,7 @@ def apply_child(
             if create_only:
                 return ApplyOutcome(kind, name, "exists")
             # Created meanwhile (another pass or a previous run of the operator): compare with it.
-            existing = _read(ops, name, namespace, timeout)
+            existing = cluster.read(ops.read, name, namespace)
             if existing is None:
                 raise
     if not is_controlled_by(existing, owner_uid):

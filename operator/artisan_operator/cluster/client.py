@@ -125,6 +125,17 @@ class ClusterClient:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    def read(self, call: Callable[..., Any], /, *args: Any) -> dict[str, Any] | None:
+        """The object a read API method returns, exactly as the server sent it (``call`` is e.g.
+        ``cluster.core.read_namespaced_config_map``; ``args`` its positional arguments); None when
+        it does not exist (404). Any other API error is raised."""
+        try:
+            return decode(call(*args, _preload_content=False, _request_timeout=self.request_timeout))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     def fan_out(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Run independent blocking calls at once (from a pass) and return their results in order.
 

@@ -36,19 +36,11 @@ def _not_found(error: ApiException) -> bool:
 
 def read_routing(cluster: ClusterClient, namespace: str, model_pin: str) -> dict[str, str] | None:
     """The data of ``<pin>-routing``; None when the ModelPin has not created it yet."""
-    try:
-        configmap = decode(
-            cluster.core.read_namespaced_config_map(
-                routing_configmap_name(model_pin),
-                namespace,
-                _preload_content=False,
-                _request_timeout=cluster.request_timeout,
-            )
-        )
-    except ApiException as error:
-        if _not_found(error):
-            return None
-        raise
+    configmap = cluster.read(
+        cluster.core.read_namespaced_config_map, routing_configmap_name(model_pin), namespace
+    )
+    if configmap is None:
+        return None
     return {str(k): str(v) for k, v in (configmap.get("data") or {}).items()}
 
 

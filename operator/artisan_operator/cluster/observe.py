@@ -8,7 +8,7 @@ from typing import Any
 from artisan_operator.api.canary import PLURAL as CANARY_PLURAL
 from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.api.model_pin import PLURAL as MODEL_PIN_PLURAL
-from artisan_operator.cluster.client import ApiException, ClusterClient, decode
+from artisan_operator.cluster.client import ClusterClient, decode
 from artisan_operator.manifests.common import REVISION_LABEL, Manifest, owner_label_key
 from artisan_operator.manifests.ensemble import ensemble_deployment_name
 from artisan_operator.manifests.trainer import ATTEMPT_LABEL
@@ -202,22 +202,11 @@ def observe_model_pin(cluster: ClusterClient, namespace: str, name: str) -> Mode
 
 def observe_target(cluster: ClusterClient, namespace: str, name: str) -> TargetObservation:
     """A ModelPin named by a Canary or ABExperiment, as its status reports it."""
-    try:
-        raw = decode(
-            cluster.custom.get_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                MODEL_PIN_PLURAL,
-                name,
-                _preload_content=False,
-                _request_timeout=cluster.request_timeout,
-            )
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return TargetObservation(name=name, exists=False)
-        raise
+    raw = cluster.read(
+        cluster.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, MODEL_PIN_PLURAL, name
+    )
+    if raw is None:
+        return TargetObservation(name=name, exists=False)
     status = raw.get("status") or {}
     stable = status.get("stable") or {}
     return TargetObservation(
@@ -232,17 +221,7 @@ def observe_target(cluster: ClusterClient, namespace: str, name: str) -> TargetO
 def read_stable_fleet(cluster: ClusterClient, namespace: str, model_pin: str) -> DeploymentObservation | None:
     """The ModelPin's stable ensemble Deployment as observed (None when absent), for the Canary loop
     (a promotion keeps the canary route until the stable fleet serves the promoted pins)."""
-    try:
-        raw = decode(
-            cluster.apps.read_namespaced_deployment(
-                ensemble_deployment_name(model_pin),
-                namespace,
-                _preload_content=False,
-                _request_timeout=cluster.request_timeout,
-            )
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return deployment_observation(raw)
+    raw = cluster.read(
+        cluster.apps.read_namespaced_deployment, ensemble_deployment_name(model_pin), namespace
+    )
+    return None if raw is None else deployment_observation(raw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from artisan_common.routing import routing_configmap_name
-from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode
+from artisan_operator.cluster.client import MERGE_PATCH, ClusterClient
 
 
 def clear_routing_entry(
@@ -21,16 +21,9 @@ def clear_routing_entry(
     Returns whether anything was cleared; a missing ConfigMap or a foreign entry is left alone.
     """
     name = routing_configmap_name(model_pin)
-    try:
-        configmap = decode(
-            cluster.core.read_namespaced_config_map(
-                name, namespace, _preload_content=False, _request_timeout=cluster.request_timeout
-            )
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
+    configmap = cluster.read(cluster.core.read_namespaced_config_map, name, namespace)
+    if configmap is None:
+        return False
     raw = (configmap.get("data") or {}).get(key)
     if not raw or raw == "null":
         return False

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artisan_operator.api.common import GROUP, VERSION
-from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, decode, discard
+from artisan_operator.cluster.client import MERGE_PATCH, ClusterClient, discard
 
 
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -44,19 +44,4 @@ def read_custom_object(
     cluster: ClusterClient, plural: str, namespace: str, name: str
 ) -> dict[str, Any] | None:
     """The object as the API server has it now (kopf's cached body may lag our own last write)."""
-    try:
-        return decode(
-            cluster.custom.get_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                _preload_content=False,
-                _request_timeout=cluster.request_timeout,
-            )
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    return cluster.read(cluster.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
