@@ -96,8 +96,7 @@ def labelled(client: kubernetes.client.ApiClient, path: str, owner: str) -> list
 def test_the_operator_freezes_its_start_up_heap(artisan_operator_runner: OperatorHarness) -> None:
     # Full garbage collections then skip the modules and client models (each pass over them paused
     # the operator ~0.3 s under a burst of new objects).
-    gc.unfreeze()
-    assert gc.get_freeze_count() == 0
+    gc.unfreeze()  # from zero: whatever an earlier test froze does not count
     artisan_operator_runner.runner.start()
     assert gc.get_freeze_count() > 10_000
 
