@@ -9,21 +9,15 @@ replica-routed Canary, which the next pass sets (the Pending phase asks for one 
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Any
-
 import kopf
 
 from artisan_operator.api.model_pin import KIND, PLURAL, ModelPinSpec, ModelPinStatus
 from artisan_operator.cluster import observe_model_pin
-from artisan_operator.handlers.context import OperatorContext
 from artisan_operator.handlers.reconcile import (
     PassInput,
     Reconciler,
-    reconcile_object,
-    register_object_loop,
+    register_reconciler,
 )
-from artisan_operator.handlers.workqueue import PassOutcome
 from artisan_operator.manifests.ensemble import fleet_overrides
 from artisan_operator.policy.model_pin import ModelPinObservation, decide_model_pin
 from artisan_operator.policy.plan import Plan
@@ -56,19 +50,5 @@ RECONCILER = Reconciler(
 )
 
 
-async def model_pin_pass(
-    context: OperatorContext, namespace: str, name: str, state: MutableMapping[str, Any]
-) -> PassOutcome:
-    return await reconcile_object(RECONCILER, context, namespace, name, state)
-
-
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    register_object_loop(
-        registry,
-        plural=PLURAL,
-        kind=KIND,
-        loop=KIND,
-        handler_id="model_pin_event",
-        run=model_pin_pass,
-        keep_first_body=True,
-    )
+    register_reconciler(registry, RECONCILER, "model_pin_event")

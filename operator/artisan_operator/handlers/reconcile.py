@@ -320,3 +320,25 @@ def register_object_loop(
             state[WATCHED_BODY_KEY] = event.get("object")
 
     kopf.on.event(GROUP, VERSION, plural, id=handler_id, registry=registry)(on_event)
+
+
+def register_reconciler(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler[Any, Any], handler_id: str
+) -> None:
+    """A kind whose every pass is :func:`reconcile_object` with ``reconciler`` (TrainingRun, ModelPin):
+    one loop named after the kind, fed the watched body on its first pass."""
+
+    async def run(
+        context: OperatorContext, namespace: str, name: str, state: MutableMapping[str, Any]
+    ) -> PassOutcome:
+        return await reconcile_object(reconciler, context, namespace, name, state)
+
+    register_object_loop(
+        registry,
+        plural=reconciler.plural,
+        kind=reconciler.kind,
+        loop=reconciler.kind,
+        handler_id=handler_id,
+        run=run,
+        keep_first_body=True,
+    )

@@ -13,8 +13,7 @@ safe: the status recording a rollback first, then the old Job's deletion, then t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import kopf
 
@@ -27,14 +26,11 @@ from artisan_operator.api.training_run import (
 )
 from artisan_operator.cluster import observe_training_run, patch_status, status_patch
 from artisan_operator.cluster.control import delete_job, remove_annotation
-from artisan_operator.handlers.context import OperatorContext
 from artisan_operator.handlers.reconcile import (
     PassInput,
     Reconciler,
-    reconcile_object,
-    register_object_loop,
+    register_reconciler,
 )
-from artisan_operator.handlers.workqueue import PassOutcome
 from artisan_operator.manifests.trainer import METRICS_PORT
 from artisan_operator.metrics.providers import PrometheusProvider, Sample, ScrapeProvider
 from artisan_operator.policy.plan import Plan
@@ -143,19 +139,5 @@ RECONCILER = Reconciler(
 )
 
 
-async def training_run_pass(
-    context: OperatorContext, namespace: str, name: str, state: MutableMapping[str, Any]
-) -> PassOutcome:
-    return await reconcile_object(RECONCILER, context, namespace, name, state)
-
-
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    register_object_loop(
-        registry,
-        plural=PLURAL,
-        kind=KIND,
-        loop=KIND,
-        handler_id="training_run_event",
-        run=training_run_pass,
-        keep_first_body=True,
-    )
+    register_reconciler(registry, RECONCILER, "training_run_event")
