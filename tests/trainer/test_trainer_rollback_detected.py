@@ -167,6 +167,14 @@ def test_no_loadable_checkpoint_is_reported_as_no_target_not_exhausted(tmp_path:
     assert metrics.registry.get_sample_value("rl_checkpoint_rollback_total", {"reason": "reward_drop"}) == 0
 
 
+def constant_learning_rate(value: str) -> list[str]:
+    return [
+        "ppo.learningRate.schedule=constant",
+        f"ppo.learningRate.initial={value}",
+        f"ppo.learningRate.final={value}",
+    ]
+
+
 def test_value_loss_spike_from_rewards_scaled_1000x(tmp_path: Path) -> None:
     # One-step episodes with reward 1: the critic fits it within a few updates. From each env's 193rd
     # step (update 7, steps 385–448) the reward is 1000: the relative value loss jumps ~100× its
@@ -176,9 +184,7 @@ def test_value_loss_spike_from_rewards_scaled_1000x(tmp_path: Path) -> None:
         tmp_path,
         f"env.id={ENV_ID}",
         "env.config={length: 1, switch_at: 192, before: 1.0, after: 1000.0}",
-        "ppo.learningRate.schedule=constant",
-        "ppo.learningRate.initial=1e-2",
-        "ppo.learningRate.final=1e-2",
+        *constant_learning_rate("1e-2"),
         "runtime.clipValueLoss=false",
         "rollback.maxRollbacks=1",
         hooks=recorder,
@@ -199,9 +205,7 @@ def test_kl_blow_up_from_a_huge_learning_rate(tmp_path: Path) -> None:
     trainer = trainer_for(
         tmp_path,
         "env.id=CartPole-v1",
-        "ppo.learningRate.schedule=constant",
-        "ppo.learningRate.initial=0.2",
-        "ppo.learningRate.final=0.2",
+        *constant_learning_rate("0.2"),
         hooks=recorder,
     )
     summary = trainer.train(64 * 4)
