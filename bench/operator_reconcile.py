@@ -8,7 +8,8 @@ For each operator, on a fresh emulated API (``artisan_operator.sandbox``):
    emulator answers as fast as its CPU allows: on a small machine the operators, the API and
    the client creating the objects share the cores, so this measures CPU per object), and 5 ms
    (each write waits like an API server's etcd commit: this measures what a cluster would show,
-   round trips included);
+   round trips included). Per object, also the API requests the operator made, and the CPU time
+   of the operator's process and of the API's (which share the cores);
 2. memory: the operator's peak RSS (VmHWM of its own process) after the first latency run, and
    again on a fresh API with M objects in total.
 
@@ -79,6 +80,12 @@ class SideResult:
     peak_rss_mb_at_memory_objects: float
     api_requests_per_object: float
     """Requests the operator made (watches and Events included) until the last object was done."""
+    operator_cpu_ms_per_object: float
+    """The operator process's CPU time (user + system) from the first create until the last object
+    was done, per object: what one object costs the operator, whatever the latency."""
+    api_cpu_ms_per_object: float
+    """The same for this process (the emulated API, and the benchmark creating the objects): it
+    shares the machine's cores with the operator."""
 
 
 class ChildClock:
@@ -161,6 +168,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_operator(process: subprocess.Popen[str]) -> None:
     assert process.stdin is not None
     process.stdin.close()  # the child stops its operator gracefully on EOF
@@ -173,9 +186,9 @@ def stop_operator(process: subprocess.Popen[str]) -> None:
 
 def run_side(
     which: str, count: int, timeout: float, write_latency_ms: float = 0.0
-) -> tuple[list[float], float, float, int, float]:
-    """(latencies, throughput, peak RSS MB, reconciled, API requests per object) for count
-    TrainingRuns + count ModelPins."""
+) -> tuple[list[float], float, float, int, float, float, float]:
+    """(latencies, throughput, peak RSS MB, reconciled, API requests per object, operator CPU ms per
+    object, API CPU ms per object) for count TrainingRuns + count ModelPins."""
     clock = ChildClock(CHILDREN[which])
     bodies = sample_bodies()
     emulator = CountingEmulator(request_log_limit=100, write_latency_seconds=write_latency_ms / 1000)
@@ -185,6 +198,8 @@ def run_side(
         process = start_operator(which, api)
         try:
             served_before = emulator.served
+            cpu_before = cpu_seconds(process.pid)
+            api_cpu_before = time.process_time()
             started = time.monotonic()
             for index in range(count):
                 for kind, body in bodies.items():
@@ -199,11 +214,22 @@ def run_side(
             latencies = clock.latencies()
             finished = max(clock.done.values()) if clock.done else time.monotonic()
             requests = emulator.served - served_before - 2 * count  # less the benchmark's creates
+            cpu = cpu_seconds(process.pid) - cpu_before
+            api_cpu = time.process_time() - api_cpu_before
             rss = peak_rss_mb(process.pid)
         finally:
             stop_operator(process)
     throughput = len(latencies) / max(finished - started, 1e-9)
-    return latencies, throughput, rss, len(latencies), requests / (2 * count)
+    per_object = 1000 / (2 * count)
+    return (
+        latencies,
+        throughput,
+        rss,
+        len(latencies),
+        requests / (2 * count),
+        cpu * per_object,
+        api_cpu * per_object,
+    )
 
 
 def serve(which: str, kubeconfig: Path) -> int:
@@ -251,12 +277,12 @@ def main() -> int:
                 f"[bold]{which}[/bold]: {args.objects} TrainingRuns + {args.objects} ModelPins, "
                 f"API writes +{latency:g} ms"
             )
-            latencies, throughput, rss, reconciled, per_object = run_side(
+            latencies, throughput, rss, reconciled, per_object, cpu_ms, api_cpu_ms = run_side(
                 which, args.objects, args.timeout, latency
             )
             if which not in memory:
                 console.print(f"[bold]{which}[/bold]: {args.memory_objects} objects for the memory run")
-                _, _, memory_rss, memory_reconciled, _ = run_side(
+                _, _, memory_rss, memory_reconciled, *_ = run_side(
                     which, args.memory_objects // 2, args.timeout
                 )
                 memory[which] = (memory_rss, memory_reconciled)
@@ -275,6 +301,8 @@ def main() -> int:
                     memory_reconciled=memory_reconciled,
                     peak_rss_mb_at_memory_objects=memory_rss,
                     api_requests_per_object=per_object,
+                    operator_cpu_ms_per_object=cpu_ms,
+                    api_cpu_ms_per_object=api_cpu_ms,
                 )
             )
 
@@ -289,6 +317,8 @@ def main() -> int:
         "peak RSS MB",
         "RSS MB @ memory run",
         "API req/object",
+        "operator CPU ms/object",
+        "API CPU ms/object",
     ):
         table.add_column(column, justify="right")
     for result in results:
@@ -303,6 +333,8 @@ def main() -> int:
             f"{result.peak_rss_mb_at_memory_objects:.0f} "
             f"({result.memory_reconciled}/{result.memory_objects})",
             f"{result.api_requests_per_object:.1f}",
+            f"{result.operator_cpu_ms_per_object:.1f}",
+            f"{result.api_cpu_ms_per_object:.1f}",
         )
     console.print(table)
     summary: dict[str, Any] = {"p50_ratio_vs_floor": {}}

@@ -90,8 +90,9 @@ def test_a_new_model_pin_is_created_with_no_read(
     start = len(emulated_api.emulator)
     result = reconcile_pass(model_pin.RECONCILER, cluster, Settings(), namespace=NS, name="pin")
     methods = [method for method, _ in requests_since(emulated_api, start)]
-    # One read of the object itself (no watched body here), then only writes: 4 creates, 1 status.
-    assert methods == ["GET", "POST", "POST", "POST", "POST", "PATCH"]
+    # One read of the object itself (no watched body here), then only writes: 4 creates, 1 status,
+    # 1 Event.
+    assert methods == ["GET", "POST", "POST", "POST", "POST", "PATCH", "POST"]
     assert owned(kube_client, owner.uid) == sorted(PIN_CHILDREN)
     # One Event: the children created, and the phase they start.
     assert [(e.reason, e.message) for e in result.events] == [

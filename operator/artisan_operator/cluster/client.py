@@ -130,7 +130,8 @@ class ClusterClient:
         ``cluster.core.read_namespaced_config_map``; ``args`` its positional arguments); None when
         it does not exist (404). Any other API error is raised."""
         try:
-            return decode(call(*args, _preload_content=False, _request_timeout=self.request_timeout))
+            raw = unvalidated(call)(*args, _preload_content=False, _request_timeout=self.request_timeout)
+            return decode(raw)
         except ApiException as error:
             if error.status == 404:
                 return None

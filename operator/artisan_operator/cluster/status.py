@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artisan_operator.api.common import GROUP, VERSION
-from artisan_operator.cluster.client import MERGE_PATCH, ClusterClient, discard
+from artisan_operator.cluster.client import MERGE_PATCH, ClusterClient, discard, unvalidated
 
 
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -25,8 +25,9 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
 def patch_status(
     cluster: ClusterClient, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
 ) -> None:
+    patch_object_status = unvalidated(cluster.custom.patch_namespaced_custom_object_status)
     discard(
-        cluster.custom.patch_namespaced_custom_object_status(
+        patch_object_status(
             GROUP,
             VERSION,
             namespace,

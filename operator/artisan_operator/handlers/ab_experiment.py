@@ -32,7 +32,12 @@ from artisan_operator.cluster import ClusterClient, clear_routing_entry, patch_s
 from artisan_operator.cluster.control import patch_routing_key, pod_metrics_urls, read_routing
 from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext, operator_context
-from artisan_operator.handlers.control_loop import metric_provider, nudge, post_events, run_control_loop
+from artisan_operator.handlers.control_loop import (
+    metric_provider,
+    nudge,
+    post_events_with_kopf,
+    run_control_loop,
+)
 from artisan_operator.handlers.reconcile import owner_from_body, parse_previous_status, utc_now
 from artisan_operator.metrics.providers import (
     MetricProvider,
@@ -133,13 +138,13 @@ async def ab_experiment_pass(context: OperatorContext, namespace: str, name: str
             now=now,
         )
         await _write_status(cluster, body, invalid.status)
-        post_events(body, invalid.events)
+        post_events_with_kopf(body, invalid.events)
         return None
     if not target_exists:
         target = TargetObservation(name=spec.target_ref.name, exists=False)
         initial = decide_ab_experiment_initial(spec, target, previous, generation=owner.generation, now=now)
         await _write_status(cluster, body, initial.status)
-        post_events(body, initial.events)
+        post_events_with_kopf(body, initial.events)
         return initial.requeue_after
     provider = metric_provider(context)
     prometheus = provider is not None
@@ -160,7 +165,7 @@ async def ab_experiment_pass(context: OperatorContext, namespace: str, name: str
             )
             message = f"{initial.status.message}; statistics unavailable: {recorded}"
             await _write_status(cluster, body, initial.status.model_copy(update={"message": message}))
-            post_events(body, initial.events)
+            post_events_with_kopf(body, initial.events)
         return RETRY_SECONDS
     observation = ExperimentObservation(
         primary=recorded.get(spec.metrics.primary.name, {}),
@@ -175,7 +180,7 @@ async def ab_experiment_pass(context: OperatorContext, namespace: str, name: str
     context.metrics.control.experiment_srm.labels(namespace, name).set(
         1 if plan.status.phase == "Invalid" and plan.status.srm_p_value is not None else 0
     )
-    post_events(body, plan.events)
+    post_events_with_kopf(body, plan.events)
     if plan.status.phase != "Running":
         return None  # concluded: the resync keeps the routing entry asserted
     return settings.experiment_interval_seconds

@@ -63,7 +63,7 @@ from artisan_operator.handlers.context import OperatorContext, operator_context
 from artisan_operator.handlers.control_loop import (
     metric_provider,
     nudge,
-    post_events,
+    post_events_with_kopf,
     run_control_loop,
 )
 from artisan_operator.handlers.reconcile import owner_from_body, parse_previous_status, utc_now
@@ -355,7 +355,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
         patch = status_patch(body.get("status") or {}, desired)
         if patch is not None:
             await cluster.run(patch_status, cluster, PLURAL, namespace, name, patch)
-        post_events(body, invalid.events)
+        post_events_with_kopf(body, invalid.events)
         return None
     observation, pin_spec = observation_of(body, pin_body, settings, previous)
     observation = replace(
@@ -369,7 +369,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
         patch = status_patch(body.get("status") or {}, desired)
         if patch is not None:
             await cluster.run(patch_status, cluster, PLURAL, namespace, name, patch)
-        post_events(body, initial.events)
+        post_events_with_kopf(body, initial.events)
         return initial.requeue_after
     plan = decide_canary(spec, observation, now)
     if plan.due:
@@ -396,7 +396,7 @@ async def canary_pass(context: OperatorContext, namespace: str, name: str, memo:
     if plan.consumed_action:
         await cluster.run(remove_action, cluster, namespace, name)
     record_gauges(context, namespace, name, plan)
-    post_events(body, [*plan.events, *notes])
+    post_events_with_kopf(body, [*plan.events, *notes])
     return plan.requeue_after
 
 

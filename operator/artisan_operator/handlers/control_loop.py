@@ -117,7 +117,7 @@ def measured(kind: str, one_pass: PassFn) -> PassFn:
     return run
 
 
-def post_events(body: dict[str, Any], notes: Iterable[EventNote]) -> None:
+def post_events_with_kopf(body: dict[str, Any], notes: Iterable[EventNote]) -> None:
     """Post Events on an object read from the API (a plain dict: kopf only reads its reference)."""
     target: Any = body
     for note in notes:

@@ -44,7 +44,7 @@ from artisan_operator.cluster.control import (
 )
 from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext
-from artisan_operator.handlers.control_loop import measured, metric_provider, post_events
+from artisan_operator.handlers.control_loop import measured, metric_provider, post_events_with_kopf
 from artisan_operator.handlers.reconcile import parse_previous_status, register_object_loop
 from artisan_operator.manifests.common import Owner, selector_labels
 from artisan_operator.manifests.ensemble import APP_NAME, HTTP_PORT, TRACK_LABEL, ensemble_service_name
@@ -179,7 +179,7 @@ async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: 
     if not await cluster.run(apply_fleet_plan, cluster, body, plan):
         return CONFLICT_RETRY_SECONDS  # Events are posted by the pass whose status write lands
     context.metrics.control.downshifted.labels(namespace, name).set(1 if plan.downshift else 0)
-    post_events(body, plan.events)
+    post_events_with_kopf(body, plan.events)
     interval = context.settings.fleet_interval_seconds
     return interval if plan.requeue_after is None else min(plan.requeue_after, interval)
 

@@ -30,8 +30,9 @@ from artisan_operator.cluster import (
     read_custom_object,
     status_patch,
 )
+from artisan_operator.cluster.events import post_events
 from artisan_operator.handlers.context import OperatorContext, operator_context
-from artisan_operator.handlers.control_loop import post_events
+from artisan_operator.handlers.control_loop import post_events_with_kopf
 from artisan_operator.handlers.workqueue import GONE, PassOutcome, event_fingerprint
 from artisan_operator.manifests.common import Owner
 from artisan_operator.policy.conditions import (
@@ -90,6 +91,9 @@ class PassResult:
     owner: Owner | None = None
     """The object reconciled; None when it is gone (deleted, or being deleted)."""
     events: list[EventNote] = field(default_factory=list)
+    """The Events of the pass (see :func:`pass_events`), posted by the pass itself."""
+    unposted: list[EventNote] = field(default_factory=list)
+    """Those the API refused: for kopf's poster, which retries with backoff."""
     requeue_after: float | None = None
     status_written: bool = False
 
@@ -194,13 +198,15 @@ def reconcile_pass(
         conflicts = [o.message for o in outcomes if o.action == "conflict"]
         if conflicts:
             plan = decide_child_conflicts(plan, conflicts, generation=owner.generation, now=now)
-    result.events = pass_events(applied, plan.events)
     result.requeue_after = plan.requeue_after
     desired = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     patch = status_patch(raw_status or {}, desired)
     if patch is not None:
         patch_status(cluster, reconciler.plural, owner.namespace, owner.name, patch)
         result.status_written = True
+    # Posted once the status is written (a failed write is retried by a pass that decides again).
+    result.events = pass_events(applied, plan.events)
+    result.unposted = post_events(cluster, event_reference(owner, body["apiVersion"]), result.events, now)
     return result
 
 
@@ -269,7 +275,7 @@ async def reconcile_object(
         return GONE
     context.metrics.control.generation(reconciler.kind, namespace, name, result.owner.generation)
     elapsed = time.monotonic() - started
-    post_events(event_reference(result.owner, f"{GROUP}/{VERSION}"), result.events)
+    post_events_with_kopf(event_reference(result.owner, f"{GROUP}/{VERSION}"), result.unposted)
     context.metrics.record(reconciler.kind, "requeue" if result.requeue_after else "success", elapsed)
     if result.requeue_after is None:
         return None  # the resync interval
