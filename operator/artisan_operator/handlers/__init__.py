@@ -27,8 +27,8 @@ HANDLER_MODULES: tuple[str, ...] = (
     "model_pin",
     "canary",
     "ab_experiment",
-    "fleet_health",
 )
+"""(The ModelPin fleet-health loop is registered by ``model_pin``, with the kind's reconcile loop.)"""
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:

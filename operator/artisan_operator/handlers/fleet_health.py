@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from artisan_common.routing import PIN_KEY
@@ -45,12 +44,11 @@ from artisan_operator.cluster.control import (
 from artisan_operator.cluster.status import read_custom_object
 from artisan_operator.handlers.context import OperatorContext
 from artisan_operator.handlers.control_loop import measured, metric_provider, post_events_with_kopf
-from artisan_operator.handlers.reconcile import parse_previous_status, register_object_loop
+from artisan_operator.handlers.reconcile import ObjectLoop, parse_previous_status
 from artisan_operator.manifests.common import Owner, selector_labels
 from artisan_operator.manifests.ensemble import APP_NAME, HTTP_PORT, TRACK_LABEL, ensemble_service_name
 from artisan_operator.metrics.providers import ScrapeProvider
 from artisan_operator.policy.fleet_health import FleetObservation, FleetPlan, assess_fleet
-from artisan_operator.settings import Settings
 
 HEALTH_METRIC = "model_health_status"
 RETRY_SECONDS = 10.0
@@ -187,17 +185,13 @@ async def fleet_pass(context: OperatorContext, namespace: str, name: str, memo: 
 fleet_health_pass = measured("ModelPinFleet", fleet_pass)
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+FLEET_LOOP = ObjectLoop(
+    name="ModelPinFleet",
+    run=fleet_health_pass,
     # Nothing to assess before the fleet has pods: a new ModelPin's first look is one interval away.
-    register_object_loop(
-        registry,
-        plural=PLURAL,
-        kind=KIND,
-        loop="ModelPinFleet",
-        handler_id="model_pin_fleet_event",
-        run=fleet_health_pass,
-        first_delay=lambda current: current.fleet_interval_seconds,
-    )
+    first_delay=lambda current: current.fleet_interval_seconds,
+)
+"""The fleet-health loop of every ModelPin (registered with its reconcile loop, one kopf handler)."""
 
 
-__all__ = ["KIND", "fleet_health_pass", "register"]
+__all__ = ["FLEET_LOOP", "KIND", "fleet_health_pass"]

@@ -13,6 +13,7 @@ import kopf
 
 from artisan_operator.api.model_pin import KIND, PLURAL, ModelPinSpec, ModelPinStatus
 from artisan_operator.cluster import observe_model_pin
+from artisan_operator.handlers.fleet_health import FLEET_LOOP
 from artisan_operator.handlers.reconcile import (
     PassInput,
     Reconciler,
@@ -51,4 +52,4 @@ RECONCILER = Reconciler(
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    register_reconciler(registry, RECONCILER, "model_pin_event")
+    register_reconciler(registry, RECONCILER, "model_pin_event", also=[FLEET_LOOP])

@@ -3,7 +3,7 @@
 A kind plugs in a :class:`Reconciler`: its spec and status models, the phase that an invalid spec
 gets, and ``decide`` (observe with ``cluster/``, decide with ``policy/``; blocking, runs on the API
 thread pool). Everything else (invalid specs, applying children, Events, status writes, metrics,
-the requeue delay) happens here, the same way for every kind; :func:`register_object_loop` drives
+the requeue delay) happens here, the same way for every kind; :func:`register_object_loops` drives
 the passes from the operator's work queue (one at a time per object, see
 :mod:`artisan_operator.handlers.workqueue`).
 """
@@ -140,7 +140,7 @@ def reconcile_pass(
     The object is read afresh: kopf's cached body can lag behind the status this operator just
     wrote, and a stale status would repeat Events and lose records of past actions. The one
     exception is the object's very first pass in this process (``memo[WATCHED_BODY_KEY]``, see
-    :func:`register_object_loop`): nothing has been written by this process yet, so the newest
+    :func:`register_object_loops`): nothing has been written by this process yet, so the newest
     watched body is as good as a read.
 
     A brand-new object (no status at all) gets a blind first decision (``PassInput.blind``): a
@@ -283,27 +283,31 @@ async def reconcile_object(
     return max(result.requeue_after, context.settings.timer_interval_seconds)
 
 
-def register_object_loop(
-    registry: kopf.OperatorRegistry,
-    *,
-    plural: str,
-    kind: str,
-    loop: str,
-    handler_id: str,
-    run: LoopFn,
-    first_delay: Callable[[Settings], float] = lambda _: 0.0,
-    keep_first_body: bool = False,
+@dataclass(frozen=True)
+class ObjectLoop:
+    """One loop the work queue runs per object of a kind (see :func:`register_object_loops`)."""
+
+    name: str
+    run: LoopFn
+    first_delay: Callable[[Settings], float] = lambda _: 0.0
+    """How long after the object is first seen (created, or listed after a restart) it first runs."""
+    keep_first_body: bool = False
+    """Until the object's first pass (any loop) has started in this process, keep the newest watched
+    body in this loop's state for that pass (it saves one read per new object, and per object after
+    a restart); see :func:`reconcile_pass`."""
+
+
+def register_object_loops(
+    registry: kopf.OperatorRegistry, *, plural: str, kind: str, handler_id: str, loops: Sequence[ObjectLoop]
 ) -> None:
-    """Drive ``run`` for every object of ``plural`` from the operator's work queue.
+    """Drive ``loops`` for every object of ``plural`` from the operator's work queue.
 
-    ``handler_id`` names the kopf handler ``<kind>_<event>`` (e.g. ``training_run_event``).
-
-    A ``kopf.on.event`` handler (no finalizer, no annotations, no patch) turns watch events into
-    nudges: a new object, a spec change (generation), an annotation change or a deletion. Status-only
-    changes, mostly this operator's own writes, do not nudge; the queue's resync still looks.
-    ``keep_first_body``: until the object's first pass (any loop) has started in this process, the
-    newest watched body is kept in the loop's state for that pass (it saves one read per new object,
-    and per object after a restart); see :func:`reconcile_pass`.
+    One ``kopf.on.event`` handler per kind, ``handler_id`` named ``<kind>_event`` (e.g.
+    ``training_run_event``), however many loops the kind has: kopf's cost of invoking a handler is
+    paid once per watch event. The handler (no finalizer, no annotations, no patch) turns watch
+    events into nudges: a new object, a spec change (generation), an annotation change or a
+    deletion. Status-only changes, mostly this operator's own writes, do not nudge; the queue's
+    resync still looks.
     """
 
     async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -314,37 +318,47 @@ def register_object_loop(
         if event.get("type") == "DELETED":
             queue.forget(key)
             return
-        queue.offer(
-            key,
-            loop,
-            functools.partial(run, context),
-            event_fingerprint(body),
-            first_delay=first_delay(context.settings),
-        )
-        state = queue.state(key, loop)
-        if keep_first_body and state is not None and not queue.has_run(key):
-            state[WATCHED_BODY_KEY] = event.get("object")
+        fingerprint = event_fingerprint(body)
+        first_pass_pending = not queue.has_run(key)
+        for loop in loops:
+            queue.offer(
+                key,
+                loop.name,
+                functools.partial(loop.run, context),
+                fingerprint,
+                first_delay=loop.first_delay(context.settings),
+            )
+            state = queue.state(key, loop.name)
+            if loop.keep_first_body and first_pass_pending and state is not None:
+                state[WATCHED_BODY_KEY] = event.get("object")
 
     kopf.on.event(GROUP, VERSION, plural, id=handler_id, registry=registry)(on_event)
 
 
-def register_reconciler(
-    registry: kopf.OperatorRegistry, reconciler: Reconciler[Any, Any], handler_id: str
-) -> None:
-    """A kind whose every pass is :func:`reconcile_object` with ``reconciler`` (TrainingRun, ModelPin):
-    one loop named after the kind, fed the watched body on its first pass."""
+def reconcile_loop(reconciler: Reconciler[Any, Any]) -> ObjectLoop:
+    """The loop whose every pass is :func:`reconcile_object` with ``reconciler`` (TrainingRun,
+    ModelPin), named after the kind and fed the watched body on its first pass."""
 
     async def run(
         context: OperatorContext, namespace: str, name: str, state: MutableMapping[str, Any]
     ) -> PassOutcome:
         return await reconcile_object(reconciler, context, namespace, name, state)
 
-    register_object_loop(
+    return ObjectLoop(name=reconciler.kind, run=run, keep_first_body=True)
+
+
+def register_reconciler(
+    registry: kopf.OperatorRegistry,
+    reconciler: Reconciler[Any, Any],
+    handler_id: str,
+    *,
+    also: Sequence[ObjectLoop] = (),
+) -> None:
+    """A kind reconciled by :func:`reconcile_loop`, plus the kind's other loops (``also``)."""
+    register_object_loops(
         registry,
         plural=reconciler.plural,
         kind=reconciler.kind,
-        loop=reconciler.kind,
         handler_id=handler_id,
-        run=run,
-        keep_first_body=True,
+        loops=[reconcile_loop(reconciler), *also],
     )
