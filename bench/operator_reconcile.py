@@ -16,10 +16,12 @@ For each operator, on a fresh emulated API (``artisan_operator.sandbox``):
 The operators run in their own processes (``--serve``) so their RSS is theirs alone; the API
 runs in this process. The floor creates one ConfigMap per object; Artisan creates the real
 children (TrainingRun: Job, PVC, ConfigMap, Service; ModelPin: Deployment, Service, routing
-ConfigMap). Targets: Artisan's p50 within 1.5x of the floor's; RSS under 200 MB with 1000 objects.
+ConfigMap). Each latency run is repeated ``--rounds`` times, floor and Artisan alternating, and the
+ratio reported is the median of the rounds' ratios (a shared VM's load swings one run's figures).
+Targets: Artisan's p50 within 1.5x of the floor's; RSS under 200 MB with 1000 objects.
 
     .venv/bin/python bench/operator_reconcile.py [--objects 200] [--memory-objects 1000] \
-        [--api-write-latency-ms 0 5]
+        [--api-write-latency-ms 0 5] [--rounds 3]
 
 Prints a table and writes bench/results/operator_reconcile-<timestamp>.json.
 """
@@ -32,6 +34,7 @@ import logging
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -69,6 +72,7 @@ PLURALS = {"TrainingRun": "trainingruns", "ModelPin": "modelpins"}
 class SideResult:
     operator: str
     api_write_latency_ms: float
+    round: int
     objects: int
     reconciled: int
     p50_ms: float
@@ -232,6 +236,15 @@ def run_side(
     )
 
 
+def round_ratios(results: list[SideResult]) -> list[float]:
+    """Artisan's p50 over the floor's, per round in which both ran (one API write latency)."""
+    p50 = {(r.round, r.operator): r.p50_ms for r in results}
+    rounds = sorted({r.round for r in results})
+    return [
+        p50[n, "artisan"] / p50[n, "floor"] for n in rounds if (n, "artisan") in p50 and (n, "floor") in p50
+    ]
+
+
 def serve(which: str, kubeconfig: Path) -> int:
     """Child process: run one operator until stdin closes."""
     logging.basicConfig(level=logging.ERROR)
@@ -257,6 +270,13 @@ def main() -> int:
         default=[0.0, 5.0],
         help="how long each write waits in the API (one latency run per value)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="latency runs per side and API write latency, the sides alternating (the ratio reported "
+        "is the median of the rounds' ratios: one run's swings with the machine's load)",
+    )
     parser.add_argument("--only", choices=["artisan", "floor"], help="run one side only")
     parser.add_argument("--serve", choices=["artisan", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", type=Path, help=argparse.SUPPRESS)
@@ -269,47 +289,51 @@ def main() -> int:
     console = Console(width=max(Console().width, 120))
     results: list[SideResult] = []
     memory: dict[str, tuple[float, int]] = {}
-    for latency in args.api_write_latency_ms:
-        for which in ("floor", "artisan"):
-            if args.only and which != args.only:
-                continue
-            console.print(
-                f"[bold]{which}[/bold]: {args.objects} TrainingRuns + {args.objects} ModelPins, "
-                f"API writes +{latency:g} ms"
+    runs = [
+        (latency, round_index, which)
+        for latency in args.api_write_latency_ms
+        for round_index in range(args.rounds)
+        for which in ("floor", "artisan")
+        if not args.only or which == args.only
+    ]
+    for latency, round_index, which in runs:
+        console.print(
+            f"[bold]{which}[/bold]: {args.objects} TrainingRuns + {args.objects} ModelPins, "
+            f"API writes +{latency:g} ms, round {round_index + 1}/{args.rounds}"
+        )
+        latencies, throughput, rss, reconciled, per_object, cpu_ms, api_cpu_ms = run_side(
+            which, args.objects, args.timeout, latency
+        )
+        if which not in memory:
+            console.print(f"[bold]{which}[/bold]: {args.memory_objects} objects for the memory run")
+            _, _, memory_rss, memory_reconciled, *_ = run_side(which, args.memory_objects // 2, args.timeout)
+            memory[which] = (memory_rss, memory_reconciled)
+        memory_rss, memory_reconciled = memory[which]
+        results.append(
+            SideResult(
+                operator=which,
+                api_write_latency_ms=latency,
+                round=round_index + 1,
+                objects=2 * args.objects,
+                reconciled=reconciled,
+                p50_ms=1000 * percentile(latencies, 0.50),
+                p99_ms=1000 * percentile(latencies, 0.99),
+                throughput_per_s=throughput,
+                peak_rss_mb=rss,
+                memory_objects=2 * (args.memory_objects // 2),
+                memory_reconciled=memory_reconciled,
+                peak_rss_mb_at_memory_objects=memory_rss,
+                api_requests_per_object=per_object,
+                operator_cpu_ms_per_object=cpu_ms,
+                api_cpu_ms_per_object=api_cpu_ms,
             )
-            latencies, throughput, rss, reconciled, per_object, cpu_ms, api_cpu_ms = run_side(
-                which, args.objects, args.timeout, latency
-            )
-            if which not in memory:
-                console.print(f"[bold]{which}[/bold]: {args.memory_objects} objects for the memory run")
-                _, _, memory_rss, memory_reconciled, *_ = run_side(
-                    which, args.memory_objects // 2, args.timeout
-                )
-                memory[which] = (memory_rss, memory_reconciled)
-            memory_rss, memory_reconciled = memory[which]
-            results.append(
-                SideResult(
-                    operator=which,
-                    api_write_latency_ms=latency,
-                    objects=2 * args.objects,
-                    reconciled=reconciled,
-                    p50_ms=1000 * percentile(latencies, 0.50),
-                    p99_ms=1000 * percentile(latencies, 0.99),
-                    throughput_per_s=throughput,
-                    peak_rss_mb=rss,
-                    memory_objects=2 * (args.memory_objects // 2),
-                    memory_reconciled=memory_reconciled,
-                    peak_rss_mb_at_memory_objects=memory_rss,
-                    api_requests_per_object=per_object,
-                    operator_cpu_ms_per_object=cpu_ms,
-                    api_cpu_ms_per_object=api_cpu_ms,
-                )
-            )
+        )
 
     table = Table(title="Operator reconcile: create -> children created (inside the API server)")
     for column in (
         "operator",
         "API write +ms",
+        "round",
         "reconciled",
         "p50 ms",
         "p99 ms",
@@ -325,6 +349,7 @@ def main() -> int:
         table.add_row(
             result.operator,
             f"{result.api_write_latency_ms:g}",
+            str(result.round),
             f"{result.reconciled}/{result.objects}",
             f"{result.p50_ms:.0f}",
             f"{result.p99_ms:.0f}",
@@ -337,14 +362,16 @@ def main() -> int:
             f"{result.api_cpu_ms_per_object:.1f}",
         )
     console.print(table)
-    summary: dict[str, Any] = {"p50_ratio_vs_floor": {}}
+    summary: dict[str, Any] = {"p50_ratio_vs_floor": {}, "p50_ratio_vs_floor_per_round": {}}
     for latency in args.api_write_latency_ms:
-        by_name = {r.operator: r for r in results if r.api_write_latency_ms == latency}
-        if {"artisan", "floor"} <= set(by_name):
-            ratio = by_name["artisan"].p50_ms / by_name["floor"].p50_ms
-            summary["p50_ratio_vs_floor"][f"{latency:g}ms"] = ratio
+        ratios = round_ratios([r for r in results if r.api_write_latency_ms == latency])
+        if ratios:
+            median = statistics.median(ratios)
+            summary["p50_ratio_vs_floor"][f"{latency:g}ms"] = median
+            summary["p50_ratio_vs_floor_per_round"][f"{latency:g}ms"] = ratios
             console.print(
-                f"API writes +{latency:g} ms: Artisan p50 / floor p50 = {ratio:.2f} (target <= 1.5)"
+                f"API writes +{latency:g} ms: Artisan p50 / floor p50 = {median:.2f} (median of "
+                f"{len(ratios)} rounds; {min(ratios):.2f}-{max(ratios):.2f}) (target <= 1.5)"
             )
     artisan = next((r for r in results if r.operator == "artisan"), None)
     if artisan is not None:
