@@ -36,6 +36,14 @@ class OperatorHarness:
         return self.contexts[-1]
 
 
+def is_post_to(request: Any, plural: str) -> bool:
+    """Whether an emulator request creates an object of ``plural`` (for a test's failing reaction)."""
+    resource = request.resource
+    return bool(
+        str(request.method).upper().endswith("POST") and resource is not None and resource.plural == plural
+    )
+
+
 def fast_settings(api: RunningApi, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "kubeconfig": api.kubeconfig_path,

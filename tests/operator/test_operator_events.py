@@ -24,7 +24,7 @@ from artisan_operator.sandbox.server import RunningApi
 from artisan_operator.sandbox.testing import wait_for
 from artisan_operator.settings import Settings
 
-from .conftest import GROUP, NS, VERSION, OperatorHarness
+from .conftest import GROUP, NS, VERSION, OperatorHarness, is_post_to
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,13 +66,7 @@ def refuse_event_posts(api: RunningApi, count: int | None) -> threading.Event:
     left = [count]
 
     def is_refused_event_post(request: Any) -> bool:
-        resource = request.resource
-        if not (
-            refusing.is_set()
-            and str(request.method).upper().endswith("POST")
-            and resource is not None
-            and resource.plural == "events"
-        ):
+        if not (refusing.is_set() and is_post_to(request, "events")):
             return False
         if left[0] is not None:
             if left[0] == 0:

@@ -16,7 +16,7 @@ from artisan_common.routing import CANARY_KEY, PIN_KEY, compose
 from artisan_operator.sandbox.server import RunningApi
 from artisan_operator.sandbox.testing import wait_for
 
-from .conftest import GROUP, NS, VERSION, OperatorHarness
+from .conftest import GROUP, NS, VERSION, OperatorHarness, is_post_to
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -276,13 +276,7 @@ def test_restart_in_the_middle_leaves_no_duplicate_and_no_gap(
     jobs_blocked.set()
 
     def blocks_job_creation(request: Any) -> bool:
-        resource = request.resource
-        return bool(
-            jobs_blocked.is_set()
-            and str(request.method).upper().endswith("POST")
-            and resource is not None
-            and resource.plural == "jobs"
-        )
+        return jobs_blocked.is_set() and is_post_to(request, "jobs")
 
     emulated_api.emulator[blocks_job_creation] << 500
     runner = artisan_operator_runner.runner
