@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from artisan_operator.cluster import ClusterClient
+from artisan_operator.cluster.aio import AsyncApi
 from artisan_operator.handlers.workqueue import WorkQueue
 from artisan_operator.metrics.operator_metrics import OperatorMetrics
 from artisan_operator.metrics.server import MetricsServer
@@ -24,6 +25,9 @@ class OperatorContext:
     """The /metrics server, when enabled (its ``port`` is the bound one)."""
     work: WorkQueue | None = None
     """The per-object reconcile loops (TrainingRun, ModelPin, fleet health); set by the startup handler."""
+    async_api: AsyncApi | None = None
+    """Writes on the event loop (a brand-new object's first pass); None: every write on the thread
+    pool (not set up yet, or the API is reached through a proxy)."""
 
     def require_cluster(self) -> ClusterClient:
         if self.cluster is None:

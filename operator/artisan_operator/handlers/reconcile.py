@@ -23,7 +23,9 @@ from pydantic import BaseModel, ValidationError
 from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.cluster import (
     ApiException,
+    ApplyOutcome,
     ClusterClient,
+    aio,
     apply_plan,
     outcome_events,
     patch_status,
@@ -49,6 +51,9 @@ StatusT = TypeVar("StatusT", bound=BaseModel)
 
 WATCHED_BODY_KEY = "watched_body"
 """Loop state: the newest watched body, kept only until the object's first pass in this process."""
+CREATED_ON_THE_LOOP_KEY = "created_on_the_loop"
+"""Loop state: the children a first pass on the event loop created before one that already existed
+sent the object to a full pass (which tells them in its ChildCreated Event)."""
 
 LoopFn = Callable[[OperatorContext, str, str, MutableMapping[str, Any]], Awaitable[PassOutcome]]
 """A loop's pass: ``(context, namespace, name, state)`` -> when to run again (see the work queue)."""
@@ -150,6 +155,7 @@ def reconcile_pass(
     guess was wrong: the pass decides again from a full observation and applies that plan.
     """
     watched = memo.pop(WATCHED_BODY_KEY, None) if memo is not None else None
+    earlier: list[ApplyOutcome] = memo.pop(CREATED_ON_THE_LOOP_KEY, []) if memo is not None else []
     body = watched or read_custom_object(cluster, reconciler.plural, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return PassResult()  # children go with it (owner references): nothing left to do
@@ -194,7 +200,7 @@ def reconcile_pass(
             plan = reconciler.decide(replace(given, blind=False))
             created = [o for o in outcomes if o.action == "created"]
             outcomes = created + apply_plan(cluster, plan.children, owner.uid)
-        applied = outcome_events(outcomes)
+        applied = outcome_events(earlier + outcomes)
         conflicts = [o.message for o in outcomes if o.action == "conflict"]
         if conflicts:
             plan = decide_child_conflicts(plan, conflicts, generation=owner.generation, now=now)
@@ -207,6 +213,64 @@ def reconcile_pass(
     # Posted once the status is written (a failed write is retried by a pass that decides again).
     result.events = pass_events(applied, plan.events)
     result.unposted = post_events(cluster, event_reference(owner, body["apiVersion"]), result.events, now)
+    return result
+
+
+def brand_new_body(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The watched body kept for the first pass (see :func:`register_object_loops`) when it is of a
+    brand-new object: no status (no pass of ours got past its children), not being deleted, and no
+    manual action in its ``artisan.dev/`` annotations (a rollback request is observed first)."""
+    body = state.get(WATCHED_BODY_KEY)
+    if not isinstance(body, dict) or body.get("status"):
+        return None
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if meta.get("deletionTimestamp") or any(str(key).startswith(f"{GROUP}/") for key in annotations):
+        return None
+    return body
+
+
+async def first_pass_on_the_loop(
+    reconciler: Reconciler[SpecT, StatusT],
+    context: OperatorContext,
+    api: aio.AsyncApi,
+    state: MutableMapping[str, Any],
+    body: dict[str, Any],
+) -> PassResult | None:
+    """A brand-new object's first pass, all on the event loop (see :mod:`artisan_operator.cluster.aio`).
+
+    The same pass as :func:`reconcile_pass` gives a brand-new object (a blind decision: nothing is
+    read; all children created at once; the status; the Events), without a thread. None when it
+    cannot finish here: an invalid spec (the full pass reports it), or a child that already exists
+    (an interrupted earlier pass, or a stranger's object): the full pass on the thread pool then
+    decides again from an observation, with the watched body, and tells the children created here.
+    """
+    try:
+        spec = reconciler.spec_model.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+    now = utc_now()
+    owner = owner_from_body(reconciler.kind, body)
+    previous = parse_previous_status(reconciler.status_model, {})
+    given = PassInput(
+        context.require_cluster(), owner, spec, previous, context.settings, now, memo=state, blind=True
+    )
+    plan = reconciler.decide(given)  # blind: pure, no request
+    state.pop(WATCHED_BODY_KEY, None)
+    outcomes = await aio.create_children(api, plan.children)
+    if outcomes and outcomes[-1].action == "exists":
+        state[WATCHED_BODY_KEY] = body
+        state[CREATED_ON_THE_LOOP_KEY] = [o for o in outcomes if o.action == "created"]
+        return None
+    result = PassResult(owner=owner, requeue_after=plan.requeue_after)
+    patch = status_patch({}, plan.status.model_dump(mode="json", by_alias=True, exclude_none=True))
+    if patch is not None:
+        await aio.patch_status(api, reconciler.plural, owner.namespace, owner.name, patch)
+        result.status_written = True
+    result.events = pass_events(outcome_events(outcomes), plan.events)
+    result.unposted = await aio.post_events(
+        api, event_reference(owner, body["apiVersion"]), result.events, now
+    )
     return result
 
 
@@ -258,10 +322,22 @@ async def reconcile_object(
     """
     cluster = context.require_cluster()
     started = time.monotonic()
+    api = context.async_api
+    body = brand_new_body(state) if api is not None else None
     try:
-        result = await cluster.run(
-            reconcile_pass, reconciler, cluster, context.settings, namespace=namespace, name=name, memo=state
-        )
+        result = None
+        if api is not None and body is not None:
+            result = await first_pass_on_the_loop(reconciler, context, api, state, body)
+        if result is None:
+            result = await cluster.run(
+                reconcile_pass,
+                reconciler,
+                cluster,
+                context.settings,
+                namespace=namespace,
+                name=name,
+                memo=state,
+            )
     except ApiException as error:
         context.metrics.record(reconciler.kind, "error", time.monotonic() - started)
         context.metrics.record_error(reconciler.kind, f"HTTP{error.status}")

@@ -11,6 +11,7 @@ import kopf
 
 from artisan_operator.api.common import GROUP
 from artisan_operator.cluster import ClusterClient, connection_info
+from artisan_operator.cluster.aio import AsyncApi, async_supported
 from artisan_operator.cluster.events import REPORTING_COMPONENT
 from artisan_operator.handlers.context import operator_context
 from artisan_operator.handlers.workqueue import WorkQueue
@@ -79,6 +80,8 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     configure_kopf(settings, context.settings)
     if context.cluster is None:
         context.cluster = ClusterClient(context.settings)
+    if context.async_api is None and async_supported(context.cluster.configuration):
+        context.async_api = AsyncApi(context.cluster, connections=2 * context.settings.api_threads)
     if context.work is None:
         # Started here, inside kopf's context, so that passes can post Events through kopf.
         context.work = WorkQueue(
@@ -105,6 +108,9 @@ async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
     if context.work is not None:
         await context.work.stop()
         context.work = None
+    if context.async_api is not None:
+        await context.async_api.close()
+        context.async_api = None
     if context.cluster is not None:
         context.cluster.close()
         context.cluster = None
