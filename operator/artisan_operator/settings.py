@@ -69,9 +69,8 @@ class Settings(BaseSettings):
 
     api_threads: int = Field(default=32, ge=1, le=128)
     """Threads (and connections) for blocking Kubernetes API calls, and so reconcile passes of
-    different objects in flight at once. A pass waits on the API for each call, so this bounds
-    how fast a burst of new objects drains: 400 at once waited ~1.7 s (p50) with 8 and ~0.35 s
-    with 32 in bench/operator_reconcile.py."""
+    different objects in flight at once (reads and later passes: a brand-new object's first pass
+    only writes, and runs on the event loop, see ``cluster.aio``; it shares the connection count)."""
     api_request_timeout_seconds: float = Field(default=30, gt=0)
     """Timeout of one Kubernetes API request made by the reconcilers."""
 

@@ -26,10 +26,10 @@ from typing import Any
 import aiohttp
 from kubernetes import client as k8s
 
-from artisan_operator.api.common import GROUP, VERSION
 from artisan_operator.cluster.apply import ApplyOutcome, child_operations
 from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient
 from artisan_operator.cluster.events import event_manifest, logger
+from artisan_operator.cluster.status import status_write
 from artisan_operator.manifests.common import with_applied_hash
 from artisan_operator.policy.plan import EnsureChild, EventNote
 
@@ -143,16 +143,8 @@ async def patch_status(
     api: AsyncApi, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
 ) -> None:
     """:func:`~artisan_operator.cluster.status.patch_status`, on the loop."""
-    await api.call(
-        api.cluster.custom.patch_namespaced_custom_object_status,
-        GROUP,
-        VERSION,
-        namespace,
-        plural,
-        name,
-        {"status": dict(patch)},
-        content_type=MERGE_PATCH,
-    )
+    method, args = status_write(api.cluster, plural, namespace, name, patch)
+    await api.call(method, *args, content_type=MERGE_PATCH)
 
 
 async def post_events(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from artisan_operator.api.common import GROUP, VERSION
@@ -22,18 +22,22 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     return patch
 
 
+def status_write(
+    cluster: ClusterClient, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The client method and arguments of a merge patch of the status subresource (sent by
+    :func:`patch_status` here, or on the event loop by ``cluster.aio``)."""
+    method = cluster.custom.patch_namespaced_custom_object_status
+    return method, (GROUP, VERSION, namespace, plural, name, {"status": dict(patch)})
+
+
 def patch_status(
     cluster: ClusterClient, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
 ) -> None:
-    patch_object_status = unvalidated(cluster.custom.patch_namespaced_custom_object_status)
+    method, args = status_write(cluster, plural, namespace, name, patch)
     discard(
-        patch_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": dict(patch)},
+        unvalidated(method)(
+            *args,
             _content_type=MERGE_PATCH,
             _preload_content=False,
             _request_timeout=cluster.request_timeout,
