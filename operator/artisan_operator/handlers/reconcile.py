@@ -252,10 +252,19 @@ async def first_pass_on_the_loop(
     now = utc_now()
     owner = owner_from_body(reconciler.kind, body)
     previous = parse_previous_status(reconciler.status_model, {})
+    annotations = body["metadata"].get("annotations") or {}
     given = PassInput(
-        context.require_cluster(), owner, spec, previous, context.settings, now, memo=state, blind=True
+        context.require_cluster(),
+        owner,
+        spec,
+        previous,
+        context.settings,
+        now,
+        annotations={str(k): str(v) for k, v in annotations.items()},
+        memo=state,
+        blind=True,
     )
-    plan = reconciler.decide(given)  # blind: pure, no request
+    plan = reconciler.decide(given)  # blind, no manual action: no request (it runs on the loop)
     state.pop(WATCHED_BODY_KEY, None)
     outcomes = await aio.create_children(api, plan.children)
     if outcomes and outcomes[-1].action == "exists":
