@@ -4,14 +4,16 @@ sends it (no thread); anything it cannot finish goes to the full pass on the thr
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
+import certifi
 import kubernetes.client
 import pytest
 
 from artisan_operator.api.common import GROUP, VERSION
-from artisan_operator.cluster.aio import AsyncApi, async_supported, built_request
+from artisan_operator.cluster.aio import AsyncApi, async_supported, built_request, ssl_option
 from artisan_operator.cluster.apply import apply_child
 from artisan_operator.cluster.client import MERGE_PATCH, ApiException, ClusterClient, unvalidated
 from artisan_operator.handlers import model_pin, training_run
@@ -191,3 +193,20 @@ def test_an_api_error_is_raised_as_the_blocking_client_raises_it(
         asyncio.run(call())
     assert raised.value.status in (400, 422)
     assert raised.value.body
+
+
+def test_tls_settings_follow_the_blocking_client(cluster: ClusterClient) -> None:
+    configuration = cluster.configuration
+    configuration.verify_ssl = False
+    assert ssl_option(configuration) is False  # insecure-skip-tls-verify
+    configuration.verify_ssl = True
+    configuration.ssl_ca_cert = certifi.where()
+    context = ssl_option(configuration)
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0  # the configured CA bundle is what it trusts
+    configuration.assert_hostname = False
+    context = ssl_option(configuration)
+    assert isinstance(context, ssl.SSLContext)
+    assert not context.check_hostname

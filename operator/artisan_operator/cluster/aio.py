@@ -77,6 +77,8 @@ def ssl_option(configuration: k8s.Configuration) -> ssl.SSLContext | bool:
     if not configuration.verify_ssl:
         return False
     context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.assert_hostname is False:
+        context.check_hostname = False
     if configuration.cert_file:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
     return context
@@ -98,13 +100,17 @@ class AsyncApi:
             timeout=aiohttp.ClientTimeout(total=cluster.request_timeout),
             headers={"User-Agent": "artisan-operator"},
         )
+        # kubeconfig's tls-server-name: the name the API server's certificate is checked against.
+        self._server_hostname: str | None = cluster.configuration.tls_server_name or None
 
     async def call(self, method: Callable[..., Any], *args: Any, content_type: str | None = None) -> None:
         """Send ``method(*args)`` and read the answer to its end; ApiException on an error status
         (like the blocking client), aiohttp's errors when the API cannot be reached."""
         http_method, url, headers, body = built_request(method, *args, content_type=content_type)
         data = None if body is None else json.dumps(body)
-        async with self._session.request(http_method, url, data=data, headers=headers) as response:
+        async with self._session.request(
+            http_method, url, data=data, headers=headers, server_hostname=self._server_hostname
+        ) as response:
             payload = await response.read()
             if not 200 <= response.status < 300:
                 error = ApiException(status=response.status, reason=response.reason)
