@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -140,6 +141,15 @@ def tiny_client(tiny_models: Path, tmp_path: Path) -> Iterator[TestClient]:
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+def sse_events(client: TestClient, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """A streamed chat completion's JSON events, checked to end with ``data: [DONE]``."""
+    with client.stream("POST", "/v1/chat/completions", json={**request, "stream": True}) as response:
+        assert response.status_code == 200
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:

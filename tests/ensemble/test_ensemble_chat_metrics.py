@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import collections
-import json
-from typing import Any
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from artisan_common.catalog import IngredientCatalog
 
-from .conftest import FakeClock, fake_generators
+from .conftest import FakeClock, fake_generators, sse_events
 from .test_ensemble_api import make_app
 
 CHAT = {"messages": [{"role": "user", "content": "a fresh citrus scent"}]}
@@ -26,18 +24,10 @@ def sample(client: TestClient, name: str, **labels: str) -> float | None:
     return None
 
 
-def chat_stream(client: TestClient, request: dict[str, Any]) -> list[dict[str, Any]]:
-    with client.stream("POST", "/v1/chat/completions", json={**request, "stream": True}) as response:
-        assert response.status_code == 200
-        data = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
-    assert data[-1] == "[DONE]"
-    return [json.loads(d) for d in data[:-1]]
-
-
 def test_token_and_finish_reason_counters_add_up_the_answers_usage(tiny_client: TestClient) -> None:
     plain = tiny_client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3, "seed": 1})
     assert plain.status_code == 200
-    events = chat_stream(
+    events = sse_events(
         tiny_client, {**CHAT, "max_tokens": 5, "seed": 2, "stream_options": {"include_usage": True}}
     )
     usages = [plain.json()["usage"], events[-1]["usage"]]
@@ -82,7 +72,7 @@ def test_backend_without_tokenizer_counts_no_tokens_and_failures_count_as_error(
         assert sample(client, "artisan_generation_tokens_total", model="primary") is None
         assert sample(client, "artisan_chat_completions_total", finish_reason="stop") == 1
         fakes["primary"].failing = True
-        events = chat_stream(client, CHAT)  # fails after the 200: an SSE error event
+        events = sse_events(client, CHAT)  # fails after the 200: an SSE error event
         assert "error" in events[-1]
         assert client.post("/v1/chat/completions", json=CHAT).status_code == 503
         assert sample(client, "artisan_chat_completions_total", finish_reason="error") == 2

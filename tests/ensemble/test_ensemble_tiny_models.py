@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from artisan_ensemble.backends.transformers_backend import TransformersGenerator
 from artisan_ensemble.ensemble.ports import Generation, GenerationRequest, TokenUsage
 from artisan_ensemble.settings import EnsembleSettings
 
-from .conftest import fast_config, pin_file
+from .conftest import fast_config, pin_file, sse_events
 
 hf: Any = transformers
 
@@ -76,15 +75,6 @@ def test_tiny_models_garbage_still_gives_valid_briefs(
 
 
 CHAT = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
-
-
-def sse_events(client: TestClient, request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stream's JSON events, checked to end with ``data: [DONE]``."""
-    with client.stream("POST", "/v1/chat/completions", json={**request, "stream": True}) as response:
-        assert response.status_code == 200
-        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    return [json.loads(e) for e in events[:-1]]
 
 
 def reference_generation(models: Path, request: dict[str, Any]) -> tuple[int, list[int], str]:
