@@ -4,6 +4,7 @@
   ``emulator``), served from its own thread so the blocking ``kubernetes`` client works.
 - ``kubeconfig_path``: the kubeconfig file pointing at it.
 - ``kube_client``: a ``kubernetes.client.ApiClient`` configured from that kubeconfig.
+- ``cluster``: the operator's own ``ClusterClient`` on that kubeconfig (for a reconcile pass).
 - ``operator_runner``: starts Artisan's operator in-process against the emulator
   (``operator_runner.start()``); ``stop()``/``kill()`` it and ``start()`` again for restart
   tests. Whatever is still running is stopped at teardown, and a crashed operator fails the test.
@@ -19,9 +20,11 @@ from pathlib import Path
 import kubernetes.client
 import pytest
 
+from artisan_operator.cluster.client import ClusterClient
 from artisan_operator.sandbox.runner import artisan_operator_main
 from artisan_operator.sandbox.server import EmulatorThread, RunningApi
 from artisan_operator.sandbox.testing import OperatorRunner
+from artisan_operator.settings import Settings
 
 
 @pytest.fixture
@@ -39,6 +42,13 @@ def kubeconfig_path(emulated_api: RunningApi) -> Path:
 def kube_client(emulated_api: RunningApi) -> Iterator[kubernetes.client.ApiClient]:
     with emulated_api.api_client() as client:
         yield client
+
+
+@pytest.fixture
+def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
+    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
+    yield client
+    client.close()
 
 
 @pytest.fixture

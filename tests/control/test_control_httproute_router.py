@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,8 +14,6 @@ from artisan_operator.cluster.control import (
     patch_httproute_weights,
     weighted_rules,
 )
-from artisan_operator.sandbox.server import RunningApi
-from artisan_operator.settings import Settings
 
 NS = "default"
 STABLE, CANARY = "pin-ensemble", "pin-ensemble-canary"
@@ -82,13 +79,6 @@ def test_weighted_rules(rules: list[dict[str, Any]], weight: int, expected: list
     assert weighted_rules(rules, STABLE, CANARY, weight) == expected
     assert repr(rules) == before  # the input is not changed
     assert weighted_rules(expected, STABLE, CANARY, weight) == expected  # idempotent
-
-
-@pytest.fixture
-def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
-    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
-    yield client
-    client.close()
 
 
 def httproute(cluster: ClusterClient, name: str) -> dict[str, Any]:

@@ -3,10 +3,7 @@ traffic splits by pod count; switching the mode rewrites the live Service's sele
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-
-import pytest
 
 from artisan_operator.api.model_pin import ModelPinSpec, ModelPinStatus
 from artisan_operator.cluster.apply import apply_child, with_removed_keys
@@ -21,8 +18,6 @@ from artisan_operator.manifests.ensemble import (
 )
 from artisan_operator.policy.model_pin import ModelPinObservation, decide_model_pin
 from artisan_operator.policy.plan import EnsureChild
-from artisan_operator.sandbox.server import RunningApi
-from artisan_operator.settings import Settings
 
 NOW = datetime(2025, 5, 1, tzinfo=UTC)
 PIN = Owner(kind="ModelPin", name="pin", namespace="default", uid="uid-pin", generation=1)
@@ -68,13 +63,6 @@ def test_removed_selector_keys_become_nulls_in_the_patch() -> None:
     }
     assert patch == {"spec": {"selector": {"a": "1"}}}  # not changed in place
     assert with_removed_keys(patch, existing, ()) is patch
-
-
-@pytest.fixture
-def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
-    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
-    yield client
-    client.close()
 
 
 def test_switching_to_the_replica_router_drops_the_track_from_the_live_service(

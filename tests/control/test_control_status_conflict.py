@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes.client
-import pytest
 
 from artisan_operator.cluster.client import ClusterClient
 from artisan_operator.cluster.control import patch_model_pin_status
-from artisan_operator.sandbox.server import RunningApi
-from artisan_operator.settings import Settings
 
 PIN = {
     "apiVersion": "artisan.dev/v1alpha1",
@@ -19,13 +15,6 @@ PIN = {
     "metadata": {"name": "pin", "namespace": "default"},
     "spec": {"models": {"primary": {"name": "qwen", "source": "/models/qwen", "revision": "2.5.1"}}},
 }
-
-
-@pytest.fixture
-def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
-    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
-    yield client
-    client.close()
 
 
 def condition_types(api: kubernetes.client.CustomObjectsApi) -> list[str]:

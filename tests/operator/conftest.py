@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 import pytest
@@ -34,6 +34,14 @@ class OperatorHarness:
     @property
     def context(self) -> OperatorContext:
         return self.contexts[-1]
+
+
+def stored(kube_client: kubernetes.client.ApiClient, plural: str, name: str) -> dict[str, Any]:
+    """An Artisan object as the API has it (the client returns the JSON object as a dict)."""
+    body = kubernetes.client.CustomObjectsApi(kube_client).get_namespaced_custom_object(
+        GROUP, VERSION, NS, plural, name
+    )
+    return cast(dict[str, Any], body)
 
 
 def is_post_to(request: Any, plural: str) -> bool:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 import pytest
@@ -24,7 +23,7 @@ from artisan_operator.sandbox.server import RunningApi
 from artisan_operator.sandbox.testing import wait_for
 from artisan_operator.settings import Settings
 
-from .conftest import GROUP, NS, VERSION, OperatorHarness, is_post_to
+from .conftest import GROUP, NS, VERSION, OperatorHarness, is_post_to, stored
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,13 +34,6 @@ INVOLVED = {
 }
 
 
-@pytest.fixture
-def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
-    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
-    yield client
-    client.close()
-
-
 def create_training_run(custom: kubernetes.client.CustomObjectsApi, name: str = "obj") -> dict[str, Any]:
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -50,8 +42,7 @@ def create_training_run(custom: kubernetes.client.CustomObjectsApi, name: str = 
         "spec": {"ppo": {"totalSteps": 5000}},
     }
     made = custom.create_namespaced_custom_object(GROUP, VERSION, NS, "trainingruns", body)
-    assert isinstance(made, dict)
-    return made
+    return cast(dict[str, Any], made)
 
 
 def events_about(core: kubernetes.client.CoreV1Api, uid: str) -> list[Any]:
@@ -131,9 +122,7 @@ def test_a_refused_event_neither_fails_the_pass_nor_is_lost(
     result = reconcile_pass(training_run.RECONCILER, cluster, Settings(), namespace=NS, name="obj")
     # The children and the status are done; the Event is handed back for kopf's poster.
     assert result.status_written
-    stored = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "trainingruns", "obj")
-    assert isinstance(stored, dict)
-    assert stored["status"]["phase"] == "Pending"
+    assert stored(kube_client, "trainingruns", "obj")["status"]["phase"] == "Pending"
     assert [n.reason for n in result.unposted] == ["ChildCreated"]
     assert result.unposted == result.events
     assert events_about(kubernetes.client.CoreV1Api(kube_client), owner["metadata"]["uid"]) == []

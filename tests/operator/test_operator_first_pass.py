@@ -10,7 +10,6 @@ nothing foreign touched.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes.client
@@ -37,13 +36,6 @@ PIN_CHILDREN = {
     ("deployments", "pin-ensemble"),
     ("services", "pin-ensemble"),
 }
-
-
-@pytest.fixture
-def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
-    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
-    yield client
-    client.close()
 
 
 def create(kube_client: kubernetes.client.ApiClient, plural: str, kind: str, spec: dict[str, Any]) -> Owner:

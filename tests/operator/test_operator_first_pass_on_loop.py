@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterator
 from typing import Any
 
 import certifi
@@ -31,7 +30,7 @@ from artisan_operator.metrics.operator_metrics import OperatorMetrics
 from artisan_operator.sandbox.server import RunningApi
 from artisan_operator.settings import Settings
 
-from .conftest import NS
+from .conftest import NS, stored
 from .test_operator_first_pass import (
     PIN_CHILDREN,
     create,
@@ -42,21 +41,6 @@ from .test_operator_first_pass import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def cluster(emulated_api: RunningApi) -> Iterator[ClusterClient]:
-    client = ClusterClient(Settings(kubeconfig=emulated_api.kubeconfig_path))
-    yield client
-    client.close()
-
-
-def stored(kube_client: kubernetes.client.ApiClient, plural: str, name: str) -> dict[str, Any]:
-    body = kubernetes.client.CustomObjectsApi(kube_client).get_namespaced_custom_object(
-        GROUP, VERSION, NS, plural, name
-    )
-    assert isinstance(body, dict)
-    return body
 
 
 def run_on_loop(
